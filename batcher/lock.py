@@ -1,0 +1,53 @@
+"""One process per run folder: an advisory ``flock`` that the kernel drops when the holder dies."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from pathlib import Path
+from typing import IO
+
+from batcher.errors import RunLockedError, SaveError
+
+__all__ = ["RunLock"]
+
+
+class RunLock:
+    """Hold ``<run>/lock`` while training; a second process fails fast, a dead holder's lock is free."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f: IO[str] | None = None
+
+    def acquire(self) -> RunLock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(self.path, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise SaveError(
+                f"cannot create lock file {self.path}: {exc.strerror or exc}; make the run folder "
+                "writable or choose another with BATCHER_RUN_DIR"
+            ) from exc
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown process"
+            f.close()
+            raise RunLockedError(
+                f"run folder {self.path.parent} is in use by {holder}; wait for it to finish or stop "
+                "it (a lock left by a killed process is released automatically)"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        self._f = f
+        return self
+
+    def release(self) -> None:
+        if self._f is not None:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_UN)
+            self._f.close()
+            self._f = None

@@ -1,0 +1,67 @@
+"""Stop requests by signal: the handler only records the signal; the loop saves at a step boundary.
+
+Saving inside a signal handler can interleave with a half-finished optimizer step or a
+half-written file (Lightning's SLURM connector, issue #21406); a flag cannot.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterable
+from types import FrameType
+from typing import Any
+
+__all__ = ["DEFAULT_STOP_SIGNALS", "StopSignals", "parse_signals"]
+
+DEFAULT_STOP_SIGNALS: tuple[str, ...] = ("SIGTERM", "SIGUSR1", "SIGURG")
+
+
+def parse_signals(names: Iterable[str | int | signal.Signals] | str) -> tuple[signal.Signals, ...]:
+    """Return the signals named, e.g. ``parse_signals("TERM,USR1")``; unknown names raise ValueError."""
+    from batcher.errors import BatcherError
+
+    if isinstance(names, str):
+        names = [n for n in names.replace(" ", ",").split(",") if n]
+    out = []
+    for name in names:
+        if isinstance(name, int):
+            out.append(signal.Signals(name))
+            continue
+        key = str(name).upper()
+        key = key if key.startswith("SIG") else "SIG" + key
+        try:
+            out.append(signal.Signals[key])
+        except KeyError:
+            raise BatcherError(
+                f"unknown signal {name!r}; use names such as SIGTERM, USR1 or URG"
+            ) from None
+    return tuple(out)
+
+
+class StopSignals:
+    """Install handlers that set a flag; ``received`` names the first signal, or is None."""
+
+    def __init__(self, signals: Iterable[signal.Signals]) -> None:
+        self._signals = tuple(signals)
+        self._previous: dict[signal.Signals, Any] = {}
+        self.received: str | None = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signal.Signals(signum).name
+
+    def install(self) -> StopSignals:
+        """Install the handlers (main thread only; elsewhere this is a no-op) and return self."""
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in self._signals:
+            if sig not in self._previous:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before :meth:`install`."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()

@@ -1,0 +1,66 @@
+"""Everything torch-batcher knows about Slurm, in one place: where a job's end time comes from."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+
+__all__ = ["SlurmEndTime", "job_end_time"]
+
+Runner = Callable[[list[str], float], str]
+
+
+def _run(argv: list[str], timeout_s: float) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
+    return done.stdout
+
+
+class SlurmEndTime:
+    """The outcome of asking for the job's end time: ``end`` (aware) or ``problem`` (why not)."""
+
+    __slots__ = ("end", "problem", "source")
+
+    def __init__(self, end: datetime | None, source: str, problem: str | None = None) -> None:
+        self.end = end
+        self.source = source
+        self.problem = problem
+
+    def __repr__(self) -> str:
+        return f"SlurmEndTime(end={self.end!r}, source={self.source!r}, problem={self.problem!r})"
+
+
+def job_end_time(
+    env: Mapping[str, str], *, run: Runner = _run, timeout_s: float = 10.0
+) -> SlurmEndTime | None:
+    """Return the current Slurm job's end time, or None when not inside a Slurm job.
+
+    Uses ``SLURM_JOB_END_TIME`` (Slurm >= 23.02) when set, else ``squeue -h -j ID -o %e``
+    (22.05 exports no end time). A failed query gives a result with ``end=None`` and the
+    reason in ``problem``, so the caller can warn and fall back on signals and the policy.
+    """
+    job_id = env.get("SLURM_JOB_ID")
+    raw = env.get("SLURM_JOB_END_TIME")
+    if raw:
+        try:
+            return SlurmEndTime(datetime.fromtimestamp(int(raw), tz=timezone.utc), "SLURM_JOB_END_TIME")
+        except (ValueError, OverflowError):
+            return SlurmEndTime(None, "SLURM_JOB_END_TIME", f"cannot read SLURM_JOB_END_TIME={raw!r}")
+    if not job_id:
+        return None
+    argv = ["squeue", "-h", "-j", job_id, "-o", "%e"]
+    try:
+        out = run(argv, timeout_s).strip()
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+        return SlurmEndTime(None, "squeue", f"{' '.join(argv)} failed: {exc}")
+    if out in ("", "N/A", "NONE", "Unknown", "INVALID"):
+        return SlurmEndTime(None, "squeue", f"squeue gave no end time for job {job_id} ({out!r})")
+    try:
+        end = datetime.fromisoformat(out.splitlines()[0].strip())
+    except ValueError:
+        return SlurmEndTime(None, "squeue", f"cannot read squeue end time {out!r}")
+    if end.tzinfo is None:
+        end = end.astimezone()  # squeue prints the cluster's local wall-clock time
+    return SlurmEndTime(end, "squeue")

@@ -1,0 +1,140 @@
+"""Captured state: the user's stateful objects (anything with ``state_dict``) and the RNGs.
+
+Everything is converted to types that ``torch.load(weights_only=True)`` accepts (tensors,
+numbers, strings, lists, tuples, dicts), so loading a checkpoint can never run code.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from batcher.errors import BatcherError, CheckpointMismatchError
+
+__all__ = ["Stateful", "capture_rng", "load_objects", "restore_rng", "save_objects"]
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """Anything that can be checkpointed: model, optimizer, scheduler, GradScaler, loaders, yours."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any, /) -> Any: ...
+
+
+def capture_rng() -> dict[str, Any]:
+    """Return the states of Python's ``random``, NumPy's global RNG (if installed) and torch (CPU, CUDA)."""
+    version, internal, gauss = random.getstate()
+    rng: dict[str, Any] = {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+    except ImportError:
+        pass
+    else:
+        st = np.random.get_state(legacy=False)
+        assert isinstance(st, dict)
+        rng["numpy"] = {
+            "bit_generator": st["bit_generator"],
+            "key": torch.from_numpy(st["state"]["key"].astype("int64")),
+            "pos": int(st["state"]["pos"]),
+            "has_gauss": int(st["has_gauss"]),
+            "gauss": float(st["gauss"]),
+        }
+    return rng
+
+
+def restore_rng(rng: Mapping[str, Any]) -> None:
+    """Put back RNG states captured by :func:`capture_rng` (missing parts are left alone)."""
+    if "python" in rng:
+        py = rng["python"]
+        random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        states = rng["cuda"]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+        else:  # a different GPU count: seed what we have from what we saved
+            for i in range(torch.cuda.device_count()):
+                torch.cuda.set_rng_state(states[i % len(states)], i)
+    if "numpy" in rng:
+        try:
+            import numpy as np
+        except ImportError:
+            return
+        st = rng["numpy"]
+        np.random.set_state(
+            {
+                "bit_generator": st["bit_generator"],
+                "state": {"key": st["key"].numpy().astype("uint32"), "pos": st["pos"]},
+                "has_gauss": st["has_gauss"],
+                "gauss": st["gauss"],
+            }
+        )
+
+
+def save_objects(objects: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``{name: obj.state_dict()}`` for every named object."""
+    return {name: obj.state_dict() for name, obj in objects.items()}
+
+
+def _mismatch_hint(name: str, obj: Any, saved: Any) -> str | None:
+    if not isinstance(obj, torch.nn.Module) or not isinstance(saved, Mapping):
+        return None
+    current = obj.state_dict()
+    missing = sorted(set(current) - set(saved))
+    unexpected = sorted(set(saved) - set(current))
+    shapes = [
+        f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(current[k].shape)}"
+        for k in sorted(set(current) & set(saved))
+        if isinstance(saved[k], torch.Tensor) and saved[k].shape != current[k].shape
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing in checkpoint: {', '.join(missing[:10])}")
+    if unexpected:
+        parts.append(f"not in the model: {', '.join(unexpected[:10])}")
+    if shapes:
+        parts.append("shape differs: " + "; ".join(shapes[:10]))
+    return " | ".join(parts) or None
+
+
+def load_objects(objects: Mapping[str, Any], saved: Mapping[str, Any], *, where: str) -> None:
+    """Load each object's saved state; a mismatch names the object, the keys and what to do."""
+    missing_objects = sorted(set(objects) - set(saved))
+    extra_objects = sorted(set(saved) - set(objects))
+    if missing_objects or extra_objects:
+        raise CheckpointMismatchError(
+            f"checkpoint {where} holds objects {sorted(saved)} but this script passes "
+            f"{sorted(objects)} (missing: {missing_objects}, extra: {extra_objects}); pass the same "
+            "names to batcher.segment(...) as the run that wrote it, or start a new run folder"
+        )
+    for name, obj in objects.items():
+        try:
+            obj.load_state_dict(saved[name])
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+            detail = _mismatch_hint(name, obj, saved[name]) or f"{type(exc).__name__}: {exc}"
+            raise CheckpointMismatchError(
+                f"checkpoint {where}: cannot load {name!r} ({detail}); the script's {name} differs "
+                "from the one that wrote this run (changed architecture or hyper-parameters?) — "
+                "use a new run folder for a changed model"
+            ) from exc
+
+
+def check_stateful(objects: Mapping[str, Any]) -> None:
+    """Raise a clear error for an object that cannot be checkpointed."""
+    for name, obj in objects.items():
+        if not isinstance(obj, Stateful):
+            raise BatcherError(
+                f"batcher.segment({name}=...): a {type(obj).__name__} has no state_dict() and "
+                "load_state_dict(); pass only checkpointable objects, and plain values via values={...}"
+            )

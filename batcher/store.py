@@ -1,0 +1,348 @@
+"""The checkpoint store: atomic, verified, keep-last-K checkpoint files with a manifest written last.
+
+Layout of ``<run>/ckpt/``::
+
+    step-000000123.pt    torch.save zip of the whole state, written tmp -> fsync -> rename
+    manifest.json        {"format": 1, "checkpoints": [{file, step, segment, sha256, size, ...}]}
+
+A checkpoint exists only once the manifest names it; the manifest is replaced atomically after
+the file is durable. Loading checks size and sha256 before ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from batcher.errors import NoUsableCheckpointError, SaveError
+
+__all__ = ["CheckpointInfo", "CheckpointStore", "LoadedCheckpoint", "atomic_write_bytes"]
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+_NAME = re.compile(r"^step-(\d{9,})\.pt$")
+_TMP = re.compile(r"^\.(.+)\.tmp-(\d+)$")
+_CHUNK = 8 << 20
+
+#: a test hook: called with a label at each point where a crash would leave a distinct state
+FaultHook = Callable[[str], None]
+
+
+def _no_fault(label: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """One entry of the manifest."""
+
+    file: str
+    step: int
+    segment: int
+    sha256: str
+    size: int
+    created: float
+    save_s: float = 0.0
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What :meth:`CheckpointStore.load_latest` found: the state, its entry, and what was wrong."""
+
+    state: dict[str, Any]
+    info: CheckpointInfo
+    problems: list[str] = field(default_factory=list)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _HashingWriter:
+    """A write-only file wrapper that hashes every byte on its way to disk (one pass, no re-read)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        self.hash.update(data)
+        n = self._f.write(data)
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def _save_error(what: str, path: Path, exc: OSError, keep_note: str) -> SaveError:
+    hint = {
+        errno.ENOSPC: "the disk is full: free space or move the run folder to a larger disk",
+        errno.EDQUOT: "the disk quota is exceeded: free space or raise the quota",
+        errno.EACCES: "permission denied: make the folder writable (chmod u+w) or choose another",
+        errno.EROFS: "the file system is read-only: choose a writable run folder",
+    }.get(exc.errno or 0, "check that the folder exists and is writable")
+    err = SaveError(f"could not write {what} {path}: {exc.strerror or exc}; {hint}. {keep_note}")
+    err.errno = exc.errno
+    return err
+
+
+@contextmanager
+def _atomic_file(path: Path, fault: FaultHook, keep_note: str, what: str) -> Iterator[IO[bytes]]:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            fault(f"{what}:before-fsync")
+            os.fsync(f.fileno())
+        fault(f"{what}:before-rename")
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise _save_error(what, path, exc, keep_note) from exc
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, what: str = "file", fault: FaultHook = _no_fault) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_file(path, fault, "The previous version is unchanged.", what) as f:
+        f.write(data)
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex sha256 of the file at ``path``."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class CheckpointStore:
+    """Keep the last ``keep`` checkpoints of one run in ``directory``.
+
+    >>> store = CheckpointStore(Path("runs/exp/ckpt"), keep=2)   # doctest: +SKIP
+    >>> store.save({"model": model.state_dict()}, step=100, segment=0)   # doctest: +SKIP
+    >>> store.load_latest().state["model"]   # doctest: +SKIP
+    """
+
+    def __init__(self, directory: Path | str, *, keep: int = 2, fault: FaultHook = _no_fault) -> None:
+        if keep < 1:
+            from batcher.errors import BatcherError
+
+            raise BatcherError(f"keep must be at least 1 (the newest checkpoint), got {keep}")
+        self.directory = Path(directory)
+        self.keep = keep
+        self._fault = fault
+        self._bad: set[str] = set()
+
+    # -- reading -------------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / MANIFEST
+
+    def _read_manifest(self) -> tuple[list[CheckpointInfo] | None, str | None]:
+        """Return (entries, problem); entries is None when the manifest is missing or unreadable."""
+        try:
+            raw = self.manifest_path.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            return None, f"cannot read {self.manifest_path}: {exc}"
+        try:
+            doc = json.loads(raw)
+            if doc.get("format") != FORMAT:
+                return None, f"{self.manifest_path} has unknown format {doc.get('format')!r}"
+            entries = [CheckpointInfo(**e) for e in doc["checkpoints"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return None, f"{self.manifest_path} is damaged ({type(exc).__name__}: {exc})"
+        return sorted(entries, key=lambda e: e.step), None
+
+    def entries(self) -> list[CheckpointInfo]:
+        """Return the manifest's checkpoints, oldest first (empty when there is no readable manifest)."""
+        entries, _ = self._read_manifest()
+        return entries or []
+
+    def _files_on_disk(self) -> list[str]:
+        try:
+            return sorted(p.name for p in self.directory.iterdir() if _NAME.match(p.name))
+        except FileNotFoundError:
+            return []
+
+    def verify(self, info: CheckpointInfo) -> str | None:
+        """Return None when the file matches its entry, else what is wrong with it."""
+        path = self.directory / info.file
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return f"{path} is missing"
+        if size != info.size:
+            return f"{path} has {size} bytes, the manifest says {info.size} (truncated or replaced)"
+        digest = sha256_file(path)
+        if digest != info.sha256:
+            return f"{path} fails its sha256 check (file {digest[:12]}…, manifest {info.sha256[:12]}…)"
+        return None
+
+    def _load_file(self, path: Path) -> dict[str, Any]:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"{path} does not hold a torch-batcher state dict")
+        return state
+
+    def load_latest(self) -> LoadedCheckpoint | None:
+        """Return the newest checkpoint that passes its checks, None when the run has none.
+
+        A damaged newer checkpoint is skipped and reported in ``problems``; when checkpoints
+        exist but none is good, :class:`NoUsableCheckpointError` is raised and nothing is touched.
+        """
+        entries, problem = self._read_manifest()
+        problems: list[str] = [problem] if problem else []
+        on_disk = self._files_on_disk()
+        verified = True
+        if entries is None:
+            if not on_disk:
+                if problem:
+                    raise NoUsableCheckpointError(self._none_good_message([problem]))
+                return None
+            problems.append(
+                f"no readable manifest in {self.directory}; trying the {len(on_disk)} checkpoint "
+                "file(s) found there, newest first, without a hash check"
+            )
+            entries = []
+            for name in on_disk:
+                m = _NAME.match(name)
+                assert m is not None
+                st = (self.directory / name).stat()
+                entries.append(CheckpointInfo(name, int(m.group(1)), -1, "", st.st_size, st.st_mtime))
+            verified = False
+        elif not entries:
+            return None
+        for info in reversed(entries):
+            if verified:
+                bad = self.verify(info)
+                if bad:
+                    problems.append(f"skipping checkpoint step {info.step}: {bad}")
+                    self._bad.add(info.file)
+                    continue
+            path = self.directory / info.file
+            try:
+                state = self._load_file(path)
+            except Exception as exc:  # torch raises many types for a damaged or hostile file
+                problems.append(f"skipping checkpoint {path}: cannot load it ({type(exc).__name__}: {exc})")
+                self._bad.add(info.file)
+                continue
+            return LoadedCheckpoint(state, info, problems)
+        raise NoUsableCheckpointError(self._none_good_message(problems))
+
+    def _none_good_message(self, problems: list[str]) -> str:
+        run = self.directory.parent
+        lines = "\n  - ".join(problems)
+        return (
+            f"no usable checkpoint in {self.directory}:\n  - {lines}\n"
+            f"Nothing was deleted. To start this run from scratch, move it aside "
+            f"(mv {run} {run}.broken); to recover, copy a good checkpoint file back into "
+            f"{self.directory} and remove {MANIFEST} so the files are scanned."
+        )
+
+    # -- writing -------------------------------------------------------------------------------
+    def save(self, state: dict[str, Any], *, step: int, segment: int) -> CheckpointInfo:
+        """Write ``state`` as the checkpoint of ``step`` and return its manifest entry.
+
+        Order: temp file -> fsync -> rename -> fsync dir -> manifest (same way) -> delete old ones.
+        A crash at any point leaves the previous checkpoint listed and intact.
+        """
+        t0 = time.perf_counter()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _save_error("checkpoint folder", self.directory, exc, "No checkpoint was changed.") from exc
+        self._remove_stale_temps()
+        previous, _ = self._read_manifest()
+        previous = [e for e in (previous or []) if e.file not in self._bad and e.step < step]
+        keep_note = (
+            f"The previous checkpoint (step {previous[-1].step}) is intact."
+            if previous
+            else "No earlier checkpoint existed."
+        )
+        name = f"step-{step:09d}.pt"
+        path = self.directory / name
+        with _atomic_file(path, self._fault, keep_note, "checkpoint") as f:
+            writer = _HashingWriter(f)
+            torch.save(state, writer)  # type: ignore[arg-type]
+            self._fault("checkpoint:written")
+        info = CheckpointInfo(
+            file=name,
+            step=step,
+            segment=segment,
+            sha256=writer.hash.hexdigest(),
+            size=writer.size,
+            created=time.time(),
+            save_s=time.perf_counter() - t0,
+        )
+        entries = previous + [info]
+        kept, dropped = entries[-self.keep :], entries[: -self.keep]
+        self._write_manifest(kept, keep_note)
+        self._fault("manifest:written")
+        for old in dropped:
+            (self.directory / old.file).unlink(missing_ok=True)
+            self._fault("retention:deleted-one")
+        self._quarantine_bad()
+        self._remove_orphans(kept)
+        return info
+
+    def _write_manifest(self, entries: list[CheckpointInfo], keep_note: str) -> None:
+        doc = {"format": FORMAT, "checkpoints": [asdict(e) for e in entries]}
+        data = (json.dumps(doc, indent=1) + "\n").encode()
+        with _atomic_file(self.manifest_path, self._fault, keep_note, "manifest") as f:
+            f.write(data)
+
+    def _remove_stale_temps(self) -> None:
+        # Only one process holds the run lock, so any temp file of ours is a crash leftover.
+        for p in self.directory.iterdir():
+            if _TMP.match(p.name):
+                p.unlink(missing_ok=True)
+
+    def _quarantine_bad(self) -> None:
+        for name in sorted(self._bad):
+            src = self.directory / name
+            if src.exists():
+                os.replace(src, src.with_name(name + ".corrupt"))
+        self._bad.clear()
+
+    def _remove_orphans(self, kept: list[CheckpointInfo]) -> None:
+        # Files of our own naming that the manifest no longer lists, older than what it keeps:
+        # left behind by a crash between the manifest write and the deletes.
+        oldest = kept[0].step
+        listed = {e.file for e in kept}
+        for name in self._files_on_disk():
+            m = _NAME.match(name)
+            if m and name not in listed and int(m.group(1)) < oldest:
+                (self.directory / name).unlink(missing_ok=True)
