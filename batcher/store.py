@@ -81,10 +81,15 @@ class _HashingWriter:
         self._f = f
         self.hash = hashlib.sha256()
         self.size = 0
+        self.error: OSError | None = None
 
     def write(self, data: Any) -> int:
         self.hash.update(data)
-        n = self._f.write(data)
+        try:
+            n = self._f.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
         self.size += n
         return n
 
@@ -296,7 +301,13 @@ class CheckpointStore:
         path = self.directory / name
         with _atomic_file(path, self._fault, keep_note, "checkpoint") as f:
             writer = _HashingWriter(f)
-            torch.save(state, writer)  # type: ignore[arg-type]
+            try:
+                torch.save(state, writer)  # type: ignore[arg-type]
+            except Exception:
+                # torch's zip writer hides a full disk behind its own RuntimeError on cleanup
+                if writer.error is not None:
+                    raise writer.error from None
+                raise
             self._fault("checkpoint:written")
         info = CheckpointInfo(
             file=name,

@@ -1,0 +1,183 @@
+"""The segment loop in-process, with an injected clock: stop decisions, signals, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FakeClock
+from torch import nn
+
+import batcher
+from batcher.errors import (
+    BatcherError,
+    CheckpointMismatchError,
+    NotFinishedError,
+    RunLockedError,
+    SlotTooShortError,
+)
+
+
+def _make(tmp_path: Path, clock: FakeClock, **kw):
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    kw.setdefault("margin_s", 5.0)
+    seg = batcher.segment(run_dir=tmp_path / "run", model=model, optimizer=opt, clock=clock,
+                          out=io.StringIO(), progress_every_s=0, **kw)
+    return seg, model, opt
+
+
+def _train(seg, opt, clock: FakeClock, *, epochs: int, batches: int, step_s: float) -> int:
+    steps = 0
+    for _ in seg.range(epochs):
+        for _ in seg.iterate(range(batches)):
+            clock.advance(step_s)
+            opt.step()
+            steps += 1
+    return steps
+
+
+def _status(tmp_path: Path, n: int) -> dict:
+    return json.loads((tmp_path / "run" / "status" / f"seg-{n:04d}.json").read_text())
+
+
+def test_predictive_stop_leaves_the_margin(tmp_path: Path, clock: FakeClock) -> None:
+    seg, _, opt = _make(tmp_path, clock, time_limit="100s")
+    with pytest.raises(batcher.SegmentStopped) as stopped:
+        _train(seg, opt, clock, epochs=10, batches=10, step_s=2.0)
+    assert stopped.value.code == 0
+    status = _status(tmp_path, 0)
+    assert status["status"] == "unfinished" and status["stop_reason"] == "deadline"
+    # 100 s budget, 5 s margin, ~1 s save guess, 2 s steps: the last step ends after 92..94 s.
+    assert 46 <= status["step"] <= 47
+    used = clock.now - 1_800_000_000.0
+    assert 100 - 5 - 2 - 1.5 <= used <= 100 - 5
+
+
+def test_no_deadline_runs_to_the_end(tmp_path: Path, clock: FakeClock) -> None:
+    seg, _, opt = _make(tmp_path, clock)
+    assert _train(seg, opt, clock, epochs=3, batches=4, step_s=100.0) == 12
+    seg.done()
+    status = _status(tmp_path, 0)
+    assert status["status"] == "done" and status["step"] == 12 and status["progress"] == 1.0
+
+
+def test_step_longer_than_slot_is_an_error_not_a_loop(tmp_path: Path, clock: FakeClock) -> None:
+    seg, _, opt = _make(tmp_path, clock, time_limit="60s")
+    with pytest.raises(batcher.SegmentStopped):
+        _train(seg, opt, clock, epochs=1, batches=100, step_s=20.0)
+    # The next segment knows a step takes 20 s; with only 20 s left it cannot make progress.
+    seg, _, opt = _make(tmp_path, clock, time_limit="24s")
+    with pytest.raises(SlotTooShortError, match=r"no progress possible — the next step takes ~20.0s"):
+        _train(seg, opt, clock, epochs=1, batches=100, step_s=20.0)
+
+
+def test_deadline_already_past_at_start(tmp_path: Path, clock: FakeClock) -> None:
+    with pytest.raises(SlotTooShortError, match=r"only -10.0s remain"):
+        seg, _, opt = _make(tmp_path, clock, deadline=f"@{clock.now - 10}")
+        _train(seg, opt, clock, epochs=1, batches=1, step_s=1)
+
+
+def test_signal_sets_a_flag_and_saves_at_the_next_step(tmp_path: Path, clock: FakeClock) -> None:
+    before = signal.getsignal(signal.SIGUSR1)
+    seg, model, opt = _make(tmp_path, clock)
+    steps = 0
+    with pytest.raises(batcher.SegmentStopped):
+        for _ in seg.range(5):
+            for _ in seg.iterate(range(10)):
+                opt.step()
+                steps += 1
+                if steps == 7:
+                    os.kill(os.getpid(), signal.SIGUSR1)
+    assert steps == 7
+    status = _status(tmp_path, 0)
+    assert status["stop_reason"] == "signal SIGUSR1" and status["step"] == 7
+    assert signal.getsignal(signal.SIGUSR1) == before  # previous handler restored
+    resumed, _, _ = _make(tmp_path, clock)
+    assert resumed.step == 7 and resumed.resumed
+
+
+def test_values_come_back(tmp_path: Path, clock: FakeClock) -> None:
+    seg, _, opt = _make(tmp_path, clock, values={"best": None, "history": []})
+    for epoch in seg.range(2):
+        seg.values["best"] = 0.5 + epoch
+        seg.values["history"].append(epoch)
+    seg.done()
+    again, _, _ = _make(tmp_path, clock, values={"best": None, "history": []})
+    assert again.values == {"best": 1.5, "history": [0, 1]}
+    assert list(again.range(2)) == []
+    again.done()  # done again on a finished run is fine
+    # Raising the length continues from where it ended.
+    more, _, _ = _make(tmp_path, clock, values={"best": None, "history": []})
+    assert list(more.range(4)) == [2, 3]
+
+
+def test_done_before_the_loop_ends_is_an_error(tmp_path: Path, clock: FakeClock) -> None:
+    seg, _, _ = _make(tmp_path, clock)
+    for epoch in seg.range(5):
+        if epoch == 2:
+            break
+    with pytest.raises(NotFinishedError, match="at epoch 2/5"):
+        seg.done()
+
+
+def test_second_process_on_the_same_run_fails_fast(tmp_path: Path, clock: FakeClock) -> None:
+    seg, _, _ = _make(tmp_path, clock)
+    with pytest.raises(RunLockedError, match=f"in use by pid {os.getpid()}"):
+        _make(tmp_path, clock)
+    seg._close()
+    _make(tmp_path, clock)  # free again
+
+
+def test_changed_model_names_the_keys(tmp_path: Path, clock: FakeClock) -> None:
+    seg, _, _ = _make(tmp_path, clock)
+    list(seg.range(1))
+    seg.done()
+    with pytest.raises(CheckpointMismatchError) as info:
+        batcher.segment(run_dir=tmp_path / "run", model=nn.Linear(4, 2), optimizer=torch.optim.SGD(
+            nn.Linear(4, 2).parameters(), lr=0.1), clock=clock, out=io.StringIO())
+    assert "weight: checkpoint (2, 3) vs model (2, 4)" in str(info.value)
+
+
+def test_non_json_value_is_a_clear_error(tmp_path: Path, clock: FakeClock) -> None:
+    seg, _, _ = _make(tmp_path, clock, values={"x": 1})
+    seg.values["x"] = object()
+    list(seg.range(1))
+    with pytest.raises(BatcherError, match="seg.values must be JSON-serializable"):
+        seg.done()
+
+
+def test_unstateful_object_is_refused(tmp_path: Path, clock: FakeClock) -> None:
+    with pytest.raises(BatcherError, match=r"batcher.segment\(thing=...\): a str has no state_dict"):
+        batcher.segment(run_dir=tmp_path / "r", thing="hello", clock=clock, out=io.StringIO())
+
+
+def test_bad_env_limit_is_a_clear_error(tmp_path: Path, clock: FakeClock) -> None:
+    with pytest.raises(batcher.TimeSpecError, match="BATCHER_TIME_LIMIT: cannot read 'abc'"):
+        batcher.segment(run_dir=tmp_path / "r", env={"BATCHER_TIME_LIMIT": "abc"}, clock=clock, out=io.StringIO())
+
+
+def test_metrics_never_duplicated_after_resume(tmp_path: Path, clock: FakeClock) -> None:
+    seg, _, opt = _make(tmp_path, clock, time_limit="50s")
+    with pytest.raises(batcher.SegmentStopped):
+        for epoch in seg.range(10):
+            for _ in seg.iterate(range(3)):
+                clock.advance(3)
+                seg.log(loss=1.0)
+    # A row logged after the last save (then a kill) must disappear on resume.
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as f:
+        f.write('{"_seq": 999, "loss": 5}\n{"_seq": 1000, "lo')
+    seg, _, opt = _make(tmp_path, clock)
+    for epoch in seg.range(10):
+        for _ in seg.iterate(range(3)):
+            seg.log(loss=1.0)
+    seg.done()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["_seq"] for r in rows] == list(range(30))
+    assert [r["step"] for r in rows] == list(range(30))
