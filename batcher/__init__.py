@@ -9,7 +9,8 @@
 >>> seg.done()                                             # doctest: +SKIP
 """
 
-from batcher.checkpoint import load_checkpoint
+from typing import TYPE_CHECKING, Any
+
 from batcher.errors import (
     BatcherError,
     CheckpointMismatchError,
@@ -23,7 +24,30 @@ from batcher.errors import (
     TimeSpecError,
 )
 from batcher.policy import Das5Policy, FixedPolicy, policy_from_spec
-from batcher.segment import Segment, SegmentStopped, segment
+
+if TYPE_CHECKING:
+    from batcher.checkpoint import load_checkpoint
+    from batcher.segment import Segment, SegmentStopped, segment
+
+# The training loop needs torch; the policies, errors and config checks do not. Importing them
+# lazily keeps `import batcher.policy` (the Snakefile, the CLI) free of the seconds torch takes.
+_LAZY = {
+    "Segment": "batcher.segment",
+    "SegmentStopped": "batcher.segment",
+    "segment": "batcher.segment",
+    "load_checkpoint": "batcher.checkpoint",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'batcher' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "BatcherError",

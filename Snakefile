@@ -1,0 +1,16 @@
+# torch-batcher: every experiment in config.yaml trains to the end as a chain of time-boxed jobs.
+# Run with a profile: snakemake --profile profiles/local   (or profiles/das5 on the cluster)
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/results.smk"
+
+
+rule all:
+    input:
+        expand("results/{exp}/final.json", exp=EXPERIMENTS),
+    default_target: True

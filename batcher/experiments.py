@@ -1,0 +1,165 @@
+"""The experiments in ``config.yaml``: validated with line numbers, and each run's identity.
+
+Pure Python (no torch): the Snakefile and ``batcher status`` import it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from batcher.errors import ConfigError, PolicyError
+from batcher.policy import Policy, policy_from_spec
+
+__all__ = ["Experiment", "load_experiments", "validate_config"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment of ``config.yaml`` with its defaults filled in."""
+
+    name: str
+    script: str
+    args: Mapping[str, Any]
+    length: int
+    length_arg: str = "epochs"
+    cpus: int = 1
+    mem_mb: int = 2000
+    gpus: int = 0
+    policy_spec: Any = None
+    policy: Policy | None = field(default=None, compare=False)
+
+    @property
+    def run_id(self) -> str:
+        """8 hex digits naming this experiment's hyper-parameters (not its length).
+
+        A changed argument gives a new run folder (the old one is kept); a raised length does not.
+        """
+        ident = {"script": self.script, "args": dict(sorted(self.args.items())), "length_arg": self.length_arg}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
+
+    def command_args(self) -> list[str]:
+        """Return the script's command-line arguments, length included."""
+        out: list[str] = []
+        for key, value in self.args.items():
+            flag = f"--{key}"
+            if value is True:
+                out.append(flag)
+            elif value is False or value is None:
+                continue
+            else:
+                out += [flag, str(value)]
+        return out + [f"--{self.length_arg}", str(self.length)]
+
+
+def _line_of(source: str | None, path: list[Any]) -> int | None:
+    if not source:
+        return None
+    try:
+        node = yaml.compose(source)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for key in path:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for k, v in node.value:
+            if k.value == str(key):
+                line = k.start_mark.line + 1
+                node = v
+                break
+        else:
+            break
+    return line
+
+
+def validate_config(
+    config: Mapping[str, Any], schema: Mapping[str, Any], *, source: str | None = None, filename: str = "config.yaml"
+) -> None:
+    """Raise :class:`ConfigError` listing every schema violation with its key path and line."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(dict(config)), key=lambda e: list(map(str, e.absolute_path))):
+        path = list(error.absolute_path)
+        if error.validator == "additionalProperties":
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            for key in extra:
+                line = _line_of(source, [*path, key])
+                where = f"{filename}" + (f" line {line}" if line else "")
+                allowed = ", ".join(sorted(error.schema.get("properties", {})))
+                dotted = ".".join(map(str, [*path, key]))
+                problems.append(f"{where}: unknown key {dotted!r} (allowed here: {allowed})")
+            continue
+        line = _line_of(source, path)
+        where = f"{filename}" + (f" line {line}" if line else "")
+        dotted = ".".join(map(str, path)) or "(top level)"
+        problems.append(f"{where}: {dotted}: {error.message}")
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def load_experiments(
+    config: Mapping[str, Any],
+    *,
+    schema: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    filename: str = "config.yaml",
+    workdir: Path | None = None,
+) -> dict[str, Experiment]:
+    """Return the validated experiments of ``config``; every problem raises :class:`ConfigError`."""
+    if schema is not None:
+        validate_config(config, schema, source=source, filename=filename)
+    experiments = config.get("experiments")
+    if not isinstance(experiments, Mapping) or not experiments:
+        raise ConfigError(f"{filename}: needs an 'experiments:' mapping with at least one experiment")
+    default_policy = config.get("policy")
+    out: dict[str, Experiment] = {}
+    for name, spec in experiments.items():
+        name = str(name)
+        line = _line_of(source, ["experiments", name])
+        where = f"{filename}" + (f" line {line}" if line else "") + f": experiment {name!r}"
+        if not _NAME.match(name) or ".." in name:
+            raise ConfigError(
+                f"{where}: the name must start with a letter or digit and hold only letters, digits, "
+                "'_', '-', '.', '+' (no '/', no '..'): it becomes a folder name"
+            )
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{where}: must be a mapping with at least 'script' and 'length'")
+        script = spec.get("script")
+        if not isinstance(script, str) or not script:
+            raise ConfigError(f"{where}: 'script' must name the train script, e.g. examples/train.py")
+        if workdir is not None and not (workdir / script).is_file():
+            raise ConfigError(f"{where}: train script {script!r} does not exist (relative to {workdir})")
+        length = spec.get("length")
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise ConfigError(f"{where}: 'length' must be a positive whole number, got {length!r}")
+        resources = spec.get("resources") or {}
+        policy_spec = spec.get("policy", default_policy)
+        try:
+            policy = policy_from_spec(policy_spec)
+        except PolicyError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        out[name] = Experiment(
+            name=name,
+            script=script,
+            args=dict(spec.get("args") or {}),
+            length=length,
+            length_arg=str(spec.get("length_arg", "epochs")),
+            cpus=int(resources.get("cpus", 1)),
+            mem_mb=int(resources.get("mem_mb", 2000)),
+            gpus=int(resources.get("gpus", 0)),
+            policy_spec=policy_spec,
+            policy=policy,
+        )
+    return out

@@ -1,0 +1,123 @@
+# Config checks and the input functions that walk each experiment's segment chain.
+import json
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from batcher.errors import BatcherError
+from batcher.experiments import load_experiments
+from batcher.policy import policy_to_spec
+from batcher.status import read_status
+
+
+def _load_experiments():
+    schema = yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text())
+    files = [Path(f) for f in workflow.configfiles] or [Path("config.yaml")]
+    source = files[-1].read_text() if files[-1].is_file() else None
+    try:
+        return load_experiments(
+            config, schema=schema, source=source, filename=str(files[-1]), workdir=Path.cwd()
+        )
+    except BatcherError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+EXPERIMENTS = _load_experiments()
+SEG = "runs/{exp}/{run}/status/seg-{n}.json"
+
+
+wildcard_constraints:
+    exp="|".join(map(lambda e: e.replace(".", r"\.").replace("+", r"\+"), EXPERIMENTS)),
+    run="[0-9a-f]{8}",
+    n="[0-9]{4}",
+
+
+def run_dir(exp):
+    return f"runs/{exp}/{EXPERIMENTS[exp].run_id}"
+
+
+def seg_path(exp, n):
+    return SEG.format(exp=exp, run=EXPERIMENTS[exp].run_id, n=f"{n:04d}")
+
+
+def is_final(status, exp):
+    """The chain ends at a segment that reports done for at least the configured length."""
+    total = status.get("total")
+    return status["status"] == "done" and (total is None or total >= EXPERIMENTS[exp].length)
+
+
+def last_segment(wildcards):
+    """The status file that ends the chain; asks Snakemake for the next segment until one does.
+
+    Reads the small status files already on disk instead of calling .get() on every segment,
+    so restarting a long finished chain costs one file read per segment, not a DAG re-evaluation.
+    """
+    exp = wildcards.exp
+    n = 0
+    while True:
+        status = read_status(Path(seg_path(exp, n)))
+        if status is None:
+            checkpoints.segment.get(exp=exp, run=EXPERIMENTS[exp].run_id, n=f"{n:04d}")
+            status = read_status(Path(seg_path(exp, n)))
+            if status is None:
+                raise WorkflowError(
+                    f"{seg_path(exp, n)} is not a torch-batcher status file; remove it to rerun that segment"
+                )
+        if is_final(status, exp):
+            return seg_path(exp, n)
+        n += 1
+
+
+def previous_segment(wildcards):
+    n = int(wildcards.n)
+    return [] if n == 0 else SEG.format(exp=wildcards.exp, run=wildcards.run, n=f"{n - 1:04d}")
+
+
+def _experiment(wildcards):
+    exp = EXPERIMENTS[wildcards.exp]
+    if wildcards.get("run", exp.run_id) != exp.run_id:
+        raise WorkflowError(
+            f"runs/{exp.name}/{wildcards.run} belongs to earlier settings of {exp.name!r}; "
+            f"the current ones train in runs/{exp.name}/{exp.run_id}"
+        )
+    return exp
+
+
+def runtime_minutes(wildcards, attempt):
+    """Slurm --time for the next segment: what the policy allows right now (at submission)."""
+    policy = _experiment(wildcards).policy
+    if policy is None:
+        return 60 * 24
+    limit = policy(datetime.now(timezone.utc))
+    return max(1, int(limit.total_seconds() // 60))
+
+
+def slurm_extra(wildcards):
+    exp = _experiment(wildcards)
+    parts = [f"--signal={config.get('stop_signal', 'URG@120')}"]
+    if exp.gpus and config.get("gpu_constraint"):
+        parts.append(f"--constraint={config['gpu_constraint']}")
+    return " ".join(parts)
+
+
+def segment_command(wildcards, output, threads):
+    """The shell command of one segment: the experiment's script with the batcher environment."""
+    exp = _experiment(wildcards)
+    env = {
+        "BATCHER_RUN_DIR": run_dir(exp.name),
+        "BATCHER_STATUS_FILE": output[0],
+        "BATCHER_SEGMENT": str(int(wildcards.n)),
+        "BATCHER_EXPERIMENT": exp.name,
+        "BATCHER_POLICY": policy_to_spec(exp.policy),
+        "BATCHER_SIGNALS": "SIGTERM,SIGUSR1,SIGURG",
+        "OMP_NUM_THREADS": str(threads),
+    }
+    if "keep" in config:
+        env["BATCHER_KEEP"] = str(config["keep"])
+    if "margin_s" in config:
+        env["BATCHER_MARGIN_S"] = str(config["margin_s"])
+    argv = [sys.executable, exp.script, *exp.command_args()]
+    return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " exec " + shlex.join(argv)

@@ -1,0 +1,41 @@
+"""Write results/{exp}/final.json and copy the final checkpoint (no torch needed)."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from batcher.metrics import read_metrics
+from batcher.status import read_status
+from batcher.store import atomic_write_bytes, sha256_file
+
+snakemake = globals()["snakemake"]
+last = Path(snakemake.input[0])
+status = read_status(last)
+assert status is not None, f"{last} is not a status file"
+run = Path(status["run_dir"])
+segments = sorted((run / "status").glob("seg-*.json"))
+statuses = [s for s in (read_status(p) for p in segments) if s is not None]
+ckpt = Path(status["checkpoint"]["file"])
+digest = sha256_file(ckpt)
+if digest != status["checkpoint"]["sha256"]:
+    raise SystemExit(f"{ckpt} fails its sha256 check; it changed after the run finished")
+out_ckpt = Path(snakemake.output.checkpoint)
+tmp = out_ckpt.with_name(f".{out_ckpt.name}.tmp")
+shutil.copyfile(ckpt, tmp)
+os.replace(tmp, out_ckpt)
+rows = read_metrics(run / "metrics.jsonl")
+summary = {
+    "experiment": status["experiment"],
+    "run_dir": str(run),
+    "segments": len(statuses),
+    "epochs": status["epoch"],
+    "steps": status["step"],
+    "total": status["total"],
+    "final_metrics": {k: v for k, v in rows[-1].items() if not k.startswith("_")} if rows else {},
+    "train_seconds": sum(s["seconds"]["train"] for s in statuses),
+    "wall_seconds": sum(s["seconds"]["wall"] for s in statuses),
+    "checkpoint": {"file": str(out_ckpt), "sha256": digest, "source": str(ckpt)},
+    "load_weights": "torch.load(path, weights_only=True)['objects']['model']",
+}
+atomic_write_bytes(Path(snakemake.output.summary), (json.dumps(summary, indent=1) + "\n").encode())
