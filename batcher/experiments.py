@@ -18,7 +18,7 @@ import yaml
 from batcher.errors import ConfigError, PolicyError
 from batcher.policy import Policy, policy_from_spec
 
-__all__ = ["Experiment", "load_experiments", "validate_config"]
+__all__ = ["Experiment", "load_experiments", "read_config_text", "validate_config"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -163,3 +163,35 @@ def load_experiments(
             policy=policy,
         )
     return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise ConfigError(
+                f"config.yaml line {key_node.start_mark.line + 1}: experiment {key!r} is defined twice"
+                if isinstance(key, str)
+                else f"config.yaml line {key_node.start_mark.line + 1}: key {key!r} is given twice"
+            )
+        seen.add(key)
+    return dict(loader.construct_mapping(node, deep=deep))  # type: ignore[no-untyped-call]
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
+
+
+def read_config_text(text: str) -> dict[str, Any]:
+    """Parse config YAML, refusing duplicate keys (which plain YAML silently merges)."""
+    try:
+        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config.yaml is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError("config.yaml must be a mapping with an 'experiments:' key")
+    return doc

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from batcher.errors import BatcherError
-from batcher.experiments import load_experiments
+from batcher.experiments import load_experiments, read_config_text
 from batcher.policy import policy_to_spec
 from batcher.status import read_status
 
@@ -18,6 +18,8 @@ def _load_experiments():
     files = [Path(f) for f in workflow.configfiles] or [Path("config.yaml")]
     source = files[-1].read_text() if files[-1].is_file() else None
     try:
+        if source is not None:
+            read_config_text(source)  # duplicate keys, which YAML would silently merge
         return load_experiments(
             config, schema=schema, source=source, filename=str(files[-1]), workdir=Path.cwd()
         )

@@ -1,8 +1,6 @@
-"""Write results/{exp}/final.json and copy the final checkpoint (no torch needed)."""
+"""Summarize a finished chain: runs/{exp}/{run}/final-{length}.json (no torch needed)."""
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 from batcher.metrics import read_metrics
@@ -20,10 +18,6 @@ ckpt = Path(status["checkpoint"]["file"])
 digest = sha256_file(ckpt)
 if digest != status["checkpoint"]["sha256"]:
     raise SystemExit(f"{ckpt} fails its sha256 check; it changed after the run finished")
-out_ckpt = Path(snakemake.output.checkpoint)
-tmp = out_ckpt.with_name(f".{out_ckpt.name}.tmp")
-shutil.copyfile(ckpt, tmp)
-os.replace(tmp, out_ckpt)
 rows = read_metrics(run / "metrics.jsonl")
 summary = {
     "experiment": status["experiment"],
@@ -35,7 +29,6 @@ summary = {
     "final_metrics": {k: v for k, v in rows[-1].items() if not k.startswith("_")} if rows else {},
     "train_seconds": sum(s["seconds"]["train"] for s in statuses),
     "wall_seconds": sum(s["seconds"]["wall"] for s in statuses),
-    "checkpoint": {"file": str(out_ckpt), "sha256": digest, "source": str(ckpt)},
-    "load_weights": "torch.load(path, weights_only=True)['objects']['model']",
+    "checkpoint": {"file": str(ckpt), "sha256": digest, "size": ckpt.stat().st_size},
 }
-atomic_write_bytes(Path(snakemake.output.summary), (json.dumps(summary, indent=1) + "\n").encode())
+atomic_write_bytes(Path(snakemake.output[0]), (json.dumps(summary, indent=1) + "\n").encode())

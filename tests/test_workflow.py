@@ -1,0 +1,131 @@
+"""The real `snakemake --profile profiles/local` on a temporary copy of the workflow."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import ROOT, python_env
+from helpers import TRAIN_FULL, run_segment
+
+import batcher
+
+pytestmark = pytest.mark.workflow
+
+POLICY = ["--config", "policy=fixed:12s", "margin_s=1"]
+EXPERIMENTS = {
+    "a": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.15}, "length": 6},
+    "b": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.15, "hidden": 8}, "length": 6},
+}
+
+
+def snakemake(workdir: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "profiles/local", *POLICY, *extra],
+        cwd=workdir, env=python_env(), capture_output=True, text=True, timeout=900,
+    )
+    if check:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def write_config(workdir: Path, experiments: dict) -> None:
+    (workdir / "config.yaml").write_text(yaml.safe_dump({"experiments": experiments}))
+
+
+def statuses(workdir: Path, exp: str) -> dict[Path, float]:
+    return {p: p.stat().st_mtime for p in sorted((workdir / "runs" / exp).glob("*/status/seg-*.json"))}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    for name in ("Snakefile", "workflow", "profiles"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
+    (workdir / "scripts").mkdir()
+    shutil.copy(TRAIN_FULL, workdir / "scripts" / "train_full.py")
+    write_config(workdir, EXPERIMENTS)
+    snakemake(workdir)
+    return workdir
+
+
+def _copy(finished: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "copy"
+    shutil.copytree(finished, dest, symlinks=True)
+    return dest
+
+
+def test_chain_reaches_done_and_equals_an_uninterrupted_run(finished: Path, tmp_path: Path) -> None:
+    for exp in ("a", "b"):
+        summary = json.loads((finished / "results" / exp / "final.json").read_text())
+        assert summary["segments"] >= 3, summary
+        assert summary["steps"] == 96
+        segs = [json.loads(p.read_text()) for p in statuses(finished, exp)]
+        assert [s["status"] for s in segs] == ["unfinished"] * (len(segs) - 1) + ["done"]
+        assert all(s["stop_reason"] == "deadline" for s in segs[:-1])
+    whole = run_segment(TRAIN_FULL, ["--step-sleep", "0", "--epochs", "6"], tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    expected = batcher.load_checkpoint(tmp_path / "whole")["objects"]["model"]
+    final = torch.load(finished / "results" / "a" / "final.pt", weights_only=True)["objects"]["model"]
+    assert expected.keys() == final.keys()
+    assert all(torch.equal(expected[k], final[k]) for k in expected)
+
+
+def test_restart_of_a_finished_chain_does_nothing(finished: Path) -> None:
+    before = statuses(finished, "a")
+    out = snakemake(finished, "-n")
+    assert "Nothing to be done" in out.stdout + out.stderr
+    assert statuses(finished, "a") == before
+
+
+def test_added_experiment_runs_alone(finished: Path, tmp_path: Path) -> None:
+    workdir = _copy(finished, tmp_path)
+    before = {e: statuses(workdir, e) for e in ("a", "b")}
+    write_config(workdir, {**EXPERIMENTS, "c": {"script": "scripts/train_full.py", "length": 1}})
+    snakemake(workdir)
+    assert {e: statuses(workdir, e) for e in ("a", "b")} == before
+    assert json.loads((workdir / "results" / "c" / "final.json").read_text())["steps"] == 16
+
+
+def test_raised_length_continues_without_repeating_a_step(finished: Path, tmp_path: Path) -> None:
+    workdir = _copy(finished, tmp_path)
+    before_b = statuses(workdir, "b")
+    old = len(statuses(workdir, "a"))
+    write_config(workdir, {**EXPERIMENTS, "a": {**EXPERIMENTS["a"], "length": 7}})
+    snakemake(workdir)
+    segs = [json.loads(p.read_text()) for p in statuses(workdir, "a")]
+    assert len(segs) > old
+    assert sum(s["steps_this_segment"] for s in segs[old:]) == 16  # only the new epoch
+    (run_dir,) = (workdir / "runs" / "a").iterdir()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(112))
+    assert json.loads((workdir / "results" / "a" / "final.json").read_text())["steps"] == 112
+    assert statuses(workdir, "b") == before_b
+
+
+def test_changed_hyper_parameter_retrains_only_that_experiment(finished: Path, tmp_path: Path) -> None:
+    workdir = _copy(finished, tmp_path)
+    before_a = statuses(workdir, "a")
+    old_b = sorted(p.name for p in (workdir / "runs" / "b").iterdir())
+    write_config(workdir, {**EXPERIMENTS, "b": {**EXPERIMENTS["b"], "args": {"hidden": 12}, "length": 1}})
+    snakemake(workdir)
+    assert statuses(workdir, "a") == before_a
+    runs_b = sorted(p.name for p in (workdir / "runs" / "b").iterdir())
+    assert len(runs_b) == 2 and set(old_b) < set(runs_b)  # the old run is kept, never mixed
+    summary = json.loads((workdir / "results" / "b" / "final.json").read_text())
+    assert summary["steps"] == 16 and summary["run_dir"] not in old_b
+
+
+def test_bad_config_stops_snakemake_with_the_message(finished: Path, tmp_path: Path) -> None:
+    workdir = _copy(finished, tmp_path)
+    (workdir / "config.yaml").write_text("experiments:\n  a:\n    script: scripts/train_full.py\n    lenght: 3\n")
+    out = snakemake(workdir, "-n", check=False)
+    assert out.returncode != 0
+    assert "line 4: unknown key 'experiments.a.lenght'" in out.stdout + out.stderr

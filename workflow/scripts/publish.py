@@ -1,0 +1,22 @@
+"""Copy a finished run's summary and final checkpoint to results/{exp}/ (verified, atomic)."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from batcher.store import atomic_write_bytes, sha256_file
+
+snakemake = globals()["snakemake"]
+summary = json.loads(Path(snakemake.input[0]).read_text())
+source = Path(summary["checkpoint"]["file"])
+out = Path(snakemake.output.checkpoint)
+tmp = out.with_name(f".{out.name}.tmp")
+shutil.copyfile(source, tmp)
+if sha256_file(tmp) != summary["checkpoint"]["sha256"]:
+    tmp.unlink()
+    raise SystemExit(f"{source} does not match the sha256 in {snakemake.input[0]}; rerun that experiment")
+os.replace(tmp, out)
+summary["checkpoint"] = {**summary["checkpoint"], "file": str(out), "source": str(source)}
+summary["load_weights"] = "torch.load('results/<exp>/final.pt', weights_only=True)['objects']['model']"
+atomic_write_bytes(Path(snakemake.output.summary), (json.dumps(summary, indent=1) + "\n").encode())
