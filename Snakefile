@@ -11,6 +11,6 @@ include: "workflow/rules/results.smk"
 
 
 rule all:
+    default_target: True
     input:
         expand("results/{exp}/final.json", exp=EXPERIMENTS),
-    default_target: True

@@ -15,8 +15,8 @@ from batcher.errors import (
     BatcherError,
     CheckpointMismatchError,
     ConfigError,
-    NoUsableCheckpointError,
     NotFinishedError,
+    NoUsableCheckpointError,
     PolicyError,
     RunLockedError,
     SaveError,
@@ -48,6 +48,7 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
 
 __all__ = [
     "BatcherError",

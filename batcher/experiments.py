@@ -44,7 +44,11 @@ class Experiment:
 
         A changed argument gives a new run folder (the old one is kept); a raised length does not.
         """
-        ident = {"script": self.script, "args": dict(sorted(self.args.items())), "length_arg": self.length_arg}
+        ident = {
+            "script": self.script,
+            "args": dict(sorted(self.args.items())),
+            "length_arg": self.length_arg,
+        }
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
 
     def command_args(self) -> list[str]:
@@ -58,7 +62,7 @@ class Experiment:
                 continue
             else:
                 out += [flag, str(value)]
-        return out + [f"--{self.length_arg}", str(self.length)]
+        return [*out, f"--{self.length_arg}", str(self.length)]
 
 
 def _line_of(source: str | None, path: list[Any]) -> int | None:
@@ -83,7 +87,11 @@ def _line_of(source: str | None, path: list[Any]) -> int | None:
 
 
 def validate_config(
-    config: Mapping[str, Any], schema: Mapping[str, Any], *, source: str | None = None, filename: str = "config.yaml"
+    config: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    *,
+    source: str | None = None,
+    filename: str = "config.yaml",
 ) -> None:
     """Raise :class:`ConfigError` listing every schema violation with its key path and line."""
     import jsonschema
@@ -115,7 +123,7 @@ def load_experiments(
     schema: Mapping[str, Any] | None = None,
     source: str | None = None,
     filename: str = "config.yaml",
-    workdir: Path | None = None,
+    base_dir: Path | None = None,
 ) -> dict[str, Experiment]:
     """Return the validated experiments of ``config``; every problem raises :class:`ConfigError`."""
     if schema is not None:
@@ -139,8 +147,8 @@ def load_experiments(
         script = spec.get("script")
         if not isinstance(script, str) or not script:
             raise ConfigError(f"{where}: 'script' must name the train script, e.g. examples/train.py")
-        if workdir is not None and not (workdir / script).is_file():
-            raise ConfigError(f"{where}: train script {script!r} does not exist (relative to {workdir})")
+        if base_dir is not None and not (base_dir / script).is_file():
+            raise ConfigError(f"{where}: train script {script!r} does not exist (relative to {base_dir})")
         length = spec.get("length")
         if not isinstance(length, int) or isinstance(length, bool) or length < 1:
             raise ConfigError(f"{where}: 'length' must be a positive whole number, got {length!r}")
@@ -169,10 +177,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """A YAML loader that refuses a key given twice in one mapping (plain YAML keeps the last)."""
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+def _construct_mapping(
+    loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise ConfigError(
                 f"config.yaml line {key_node.start_mark.line + 1}: experiment {key!r} is defined twice"
@@ -180,16 +190,16 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
                 else f"config.yaml line {key_node.start_mark.line + 1}: key {key!r} is given twice"
             )
         seen.add(key)
-    return dict(loader.construct_mapping(node, deep=deep))  # type: ignore[no-untyped-call]
+    return dict(loader.construct_mapping(node, deep=deep))
 
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def read_config_text(text: str) -> dict[str, Any]:
     """Parse config YAML, refusing duplicate keys (which plain YAML silently merges)."""
     try:
-        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config.yaml is not valid YAML: {exc}") from None
     if not isinstance(doc, dict):

@@ -108,8 +108,7 @@ class Das5Policy:
     def __post_init__(self) -> None:
         if self.floor <= timedelta(0):
             raise PolicyError(
-                f"das5 policy: short_limit {self.short_limit} minus margin {self.margin} "
-                "must be positive"
+                f"das5 policy: short_limit {self.short_limit} minus margin {self.margin} must be positive"
             )
         if not (self.night_end <= self.work_start < self.work_end):
             raise PolicyError(

@@ -175,7 +175,12 @@ class Segment:
         load_objects(self._stateful, state["objects"], where=str(self._store.directory / info.file))
         self.values.update(json.loads(state["values"]))
         pos = state["pos"]
-        self._epoch, self._batch, self._step, self._tick = pos["epoch"], pos["batch"], pos["step"], pos["tick"]
+        self._epoch, self._batch, self._step, self._tick = (
+            pos["epoch"],
+            pos["batch"],
+            pos["step"],
+            pos["tick"],
+        )
         self._start_step = self._step
         self._pending_rng = state["rng"]
         self._resume_epoch_rng = state.get("epoch_rng")
@@ -313,14 +318,14 @@ class Segment:
         if self._dirty:
             self._save()
         self._write_status("unfinished", reason)
-        left = ""
+        spare = ""
         if self.deadline.at is not None:
-            left = f", {self.deadline.at - self._clock():.1f}s before the deadline"
+            spare = f", {self.deadline.at - self._clock():.1f}s before the deadline"
         if reason == "deadline":
-            left += f" (predicted next step {step_s:.2f}s, save {save_s:.2f}s)"
+            spare += f" (predicted next step {step_s:.2f}s, save {save_s:.2f}s)"
         self._say(
             f"stopped: {reason} at epoch {self._epoch} batch {self._batch} (step {self._step}, "
-            f"+{self._step - self._start_step} this segment){left}; run again to continue"
+            f"+{self._step - self._start_step} this segment){spare}; run again to continue"
         )
         self._close()
         raise SegmentStopped(0)
@@ -397,7 +402,11 @@ class Segment:
                 "step_s_median": self._batch_time.median() or self._epoch_time.median(),
                 "checkpoint": None
                 if ckpt is None
-                else {"file": str(self._store.directory / ckpt.file), "sha256": ckpt.sha256, "size": ckpt.size},
+                else {
+                    "file": str(self._store.directory / ckpt.file),
+                    "sha256": ckpt.sha256,
+                    "size": ckpt.size,
+                },
                 "run_dir": str(self.run_dir),
             },
         )
@@ -415,7 +424,11 @@ class Segment:
         Raises :class:`NotFinishedError` when called before ``seg.range(...)`` ran to its end.
         """
         if not self._finished_loop:
-            where = "before seg.range(...) was used" if self._total is None else f"at epoch {self._epoch}/{self._total}"
+            where = (
+                "before seg.range(...) was used"
+                if self._total is None
+                else f"at epoch {self._epoch}/{self._total}"
+            )
             raise NotFinishedError(
                 f"seg.done() called {where}; call it after the `for epoch in seg.range(n)` loop has "
                 "run to its end"
@@ -460,7 +473,7 @@ def _fast_forward(loader: Any, it: Iterator[Any], count: int) -> None:
     ):
         for _ in range(count):
             next(sampler_iter)
-        it._num_yielded += count  # type: ignore[attr-defined]
+        it._num_yielded += count
         return
     for _ in range(count):
         next(it)
@@ -499,12 +512,16 @@ def segment(
     out = sys.stderr if out is None else out
     from torch.utils.data import DataLoader
 
-    objects = {k: v for k, v in objects.items() if not (isinstance(v, DataLoader) and not hasattr(v, "state_dict"))}
+    objects = {
+        k: v for k, v in objects.items() if not (isinstance(v, DataLoader) and not hasattr(v, "state_dict"))
+    }
     check_stateful(objects)
     run = Path(run_dir) if run_dir is not None else _default_run_dir(env)
     margin = margin_s if margin_s is not None else _env_float(env, "BATCHER_MARGIN_S", 15.0)
     keep_n = keep if keep is not None else int(_env_float(env, "BATCHER_KEEP", 2))
-    sigs = parse_signals(signals if signals is not None else env.get("BATCHER_SIGNALS") or DEFAULT_STOP_SIGNALS)
+    sigs = parse_signals(
+        signals if signals is not None else env.get("BATCHER_SIGNALS") or DEFAULT_STOP_SIGNALS
+    )
     now = clock()
     started = process_start_time() if clock is time.time else datetime.fromtimestamp(now, tz=timezone.utc)
     dl = resolve_deadline(
@@ -516,7 +533,11 @@ def segment(
         started=started,
     )
     index = _segment_index(env, run)
-    status_file = Path(env["BATCHER_STATUS_FILE"]) if env.get("BATCHER_STATUS_FILE") else run / "status" / f"seg-{index:04d}.json"
+    status_file = (
+        Path(env["BATCHER_STATUS_FILE"])
+        if env.get("BATCHER_STATUS_FILE")
+        else run / "status" / f"seg-{index:04d}.json"
+    )
     seg = Segment(
         objects,
         run_dir=run,

@@ -33,9 +33,7 @@ def parse_signals(names: Iterable[str | int | signal.Signals] | str) -> tuple[si
         try:
             out.append(signal.Signals[key])
         except KeyError:
-            raise BatcherError(
-                f"unknown signal {name!r}; use names such as SIGTERM, USR1 or URG"
-            ) from None
+            raise BatcherError(f"unknown signal {name!r}; use names such as SIGTERM, USR1 or URG") from None
     return tuple(out)
 
 

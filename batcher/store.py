@@ -318,7 +318,7 @@ class CheckpointStore:
             created=time.time(),
             save_s=time.perf_counter() - t0,
         )
-        entries = previous + [info]
+        entries = [*previous, info]
         kept, dropped = entries[-self.keep :], entries[: -self.keep]
         self._write_manifest(kept, keep_note)
         self._fault("manifest:written")

@@ -122,7 +122,7 @@ def format_duration(seconds: float) -> str:
         return "-" + format_duration(-seconds)
     if seconds < 60:
         return f"{seconds:.1f}s"
-    s = int(round(seconds))
+    s = round(seconds)
     d, s = divmod(s, 86400)
     h, s = divmod(s, 3600)
     m, s = divmod(s, 60)

@@ -44,8 +44,12 @@ def main() -> None:
     data = spirals(args.samples, noise=0.03, seed=args.seed)
     loader = DataLoader(data, batch_size=args.batch_size, shuffle=True)
     model = nn.Sequential(
-        nn.Linear(2, args.hidden), nn.ReLU(), nn.Dropout(args.dropout),
-        nn.Linear(args.hidden, args.hidden), nn.ReLU(), nn.Dropout(args.dropout),
+        nn.Linear(2, args.hidden),
+        nn.ReLU(),
+        nn.Dropout(args.dropout),
+        nn.Linear(args.hidden, args.hidden),
+        nn.ReLU(),
+        nn.Dropout(args.dropout),
         nn.Linear(args.hidden, 2),
     )
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -55,7 +59,9 @@ def main() -> None:
     # Plain values that must survive a stop live in seg.values (a segment may end mid-epoch,
     # and the code before seg.iterate() runs again when it resumes there).
     seg = batcher.segment(
-        model=model, optimizer=opt, scheduler=sched,
+        model=model,
+        optimizer=opt,
+        scheduler=sched,
         values={"best_loss": None, "loss_sum": 0.0, "seen": 0},
     )
     v = seg.values

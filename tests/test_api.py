@@ -4,10 +4,23 @@ import batcher
 def test_public_api_is_small_sorted_and_pinned() -> None:
     assert batcher.__all__ == sorted(batcher.__all__)
     assert batcher.__all__ == [
-        "BatcherError", "CheckpointMismatchError", "ConfigError", "Das5Policy", "FixedPolicy",
-        "NoUsableCheckpointError", "NotFinishedError", "PolicyError", "RunLockedError", "SaveError",
-        "Segment", "SegmentStopped", "SlotTooShortError", "TimeSpecError", "load_checkpoint",
-        "policy_from_spec", "segment",
+        "BatcherError",
+        "CheckpointMismatchError",
+        "ConfigError",
+        "Das5Policy",
+        "FixedPolicy",
+        "NoUsableCheckpointError",
+        "NotFinishedError",
+        "PolicyError",
+        "RunLockedError",
+        "SaveError",
+        "Segment",
+        "SegmentStopped",
+        "SlotTooShortError",
+        "TimeSpecError",
+        "load_checkpoint",
+        "policy_from_spec",
+        "segment",
     ]
 
 

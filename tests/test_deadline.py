@@ -16,6 +16,7 @@ def _squeue(out: str):
     def run(argv: list[str], timeout_s: float) -> str:
         assert argv == ["squeue", "-h", "-j", "42", "-o", "%e"]
         return out
+
     return run
 
 
@@ -34,8 +35,12 @@ def test_earliest_source_wins() -> None:
     assert d.source == "policy window" and d.at == NOW + timedelta(minutes=20)
     d = resolve_deadline(now=NOW, env=env, time_limit="10m", slurm_run=_squeue("2026-11-25T12:25:00+00:00"))
     assert d.source == "time_limit argument"
-    d = resolve_deadline(now=NOW, env=env, policy=FixedPolicy(timedelta(hours=1)),
-                         slurm_run=_squeue("2026-11-25T12:25:00+00:00"))
+    d = resolve_deadline(
+        now=NOW,
+        env=env,
+        policy=FixedPolicy(timedelta(hours=1)),
+        slurm_run=_squeue("2026-11-25T12:25:00+00:00"),
+    )
     assert d.source == "Slurm end time (squeue)" and d.at == NOW + timedelta(minutes=25)
 
 

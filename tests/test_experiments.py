@@ -22,7 +22,7 @@ experiments:
 
 
 def _load(text: str):
-    return load_experiments(yaml.safe_load(text), schema=SCHEMA, source=text, workdir=ROOT)
+    return load_experiments(yaml.safe_load(text), schema=SCHEMA, source=text, base_dir=ROOT)
 
 
 def test_good_config_and_defaults() -> None:
@@ -34,18 +34,33 @@ def test_good_config_and_defaults() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (GOOD + "    lenght: 4\n", "config.yaml line 5: unknown key 'experiments.a.lenght' (allowed here: args, length"),
+        (
+            GOOD + "    lenght: 4\n",
+            "config.yaml line 5: unknown key 'experiments.a.lenght' (allowed here: args, length",
+        ),
         (GOOD + "epochs: 3\n", "config.yaml line 5: unknown key 'epochs' (allowed here: experiments"),
-        (GOOD.replace("length: 3", "length: -2"), "config.yaml line 4: experiments.a.length: -2 is less than the minimum of 1"),
+        (
+            GOOD.replace("length: 3", "length: -2"),
+            "config.yaml line 4: experiments.a.length: -2 is less than the minimum of 1",
+        ),
         (GOOD.replace("length: 3", "length: ten"), "experiments.a.length: 'ten' is not of type 'integer'"),
-        (GOOD + "    resources: {gpus: -1}\n", "experiments.a.resources.gpus: -1 is less than the minimum of 0"),
-        (GOOD.replace("  a:", "  ../evil:"), "experiment '../evil': the name must start with a letter or digit"),
+        (
+            GOOD + "    resources: {gpus: -1}\n",
+            "experiments.a.resources.gpus: -1 is less than the minimum of 0",
+        ),
+        (
+            GOOD.replace("  a:", "  ../evil:"),
+            "experiment '../evil': the name must start with a letter or digit",
+        ),
         (GOOD.replace("  a:", "  x/y:"), "no '/', no '..'"),
         (GOOD.replace("  a:", "  a..b:"), "experiment 'a..b'"),
         (GOOD + "    policy: sometimes\n", "experiment 'a': unknown policy 'sometimes'"),
         (GOOD + "    policy: no_such_mod:f\n", "cannot import module 'no_such_mod'"),
         (GOOD + "policy: fixed:abc\n", "cannot read 'abc'"),
-        (GOOD.replace("examples/train.py", "examples/nope.py"), "train script 'examples/nope.py' does not exist"),
+        (
+            GOOD.replace("examples/train.py", "examples/nope.py"),
+            "train script 'examples/nope.py' does not exist",
+        ),
         ("experiments: {}\n", "experiments: {} should be non-empty"),
         ("experiments:\n  a: {length: 3}\n", "'script' is a required property"),
     ],

@@ -127,7 +127,7 @@ def test_user_policy_is_loaded_and_checked() -> None:
     assert good is not None and good(at(2026, 1, 1, 0, 0)) == timedelta(minutes=5)
     bad = policy_from_spec(f"{__name__}:_nonsense")
     assert bad is not None
-    with pytest.raises(PolicyError, match="returned 'forever'.*positive datetime.timedelta"):
+    with pytest.raises(PolicyError, match=r"returned 'forever'.*positive datetime\.timedelta"):
         bad(at(2026, 1, 1, 0, 0))
 
 

@@ -28,8 +28,15 @@ def _make(tmp_path: Path, clock: FakeClock, **kw):
     model = nn.Linear(3, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     kw.setdefault("margin_s", 5.0)
-    seg = batcher.segment(run_dir=tmp_path / "run", model=model, optimizer=opt, clock=clock,
-                          out=io.StringIO(), progress_every_s=0, **kw)
+    seg = batcher.segment(
+        run_dir=tmp_path / "run",
+        model=model,
+        optimizer=opt,
+        clock=clock,
+        out=io.StringIO(),
+        progress_every_s=0,
+        **kw,
+    )
     return seg, model, opt
 
 
@@ -86,7 +93,7 @@ def test_deadline_already_past_at_start(tmp_path: Path, clock: FakeClock) -> Non
 
 def test_signal_sets_a_flag_and_saves_at_the_next_step(tmp_path: Path, clock: FakeClock) -> None:
     before = signal.getsignal(signal.SIGUSR1)
-    seg, model, opt = _make(tmp_path, clock)
+    seg, _model, opt = _make(tmp_path, clock)
     steps = 0
     with pytest.raises(batcher.SegmentStopped):
         for _ in seg.range(5):
@@ -104,7 +111,7 @@ def test_signal_sets_a_flag_and_saves_at_the_next_step(tmp_path: Path, clock: Fa
 
 
 def test_values_come_back(tmp_path: Path, clock: FakeClock) -> None:
-    seg, _, opt = _make(tmp_path, clock, values={"best": None, "history": []})
+    seg, _, _opt = _make(tmp_path, clock, values={"best": None, "history": []})
     for epoch in seg.range(2):
         seg.values["best"] = 0.5 + epoch
         seg.values["history"].append(epoch)
@@ -140,8 +147,13 @@ def test_changed_model_names_the_keys(tmp_path: Path, clock: FakeClock) -> None:
     list(seg.range(1))
     seg.done()
     with pytest.raises(CheckpointMismatchError) as info:
-        batcher.segment(run_dir=tmp_path / "run", model=nn.Linear(4, 2), optimizer=torch.optim.SGD(
-            nn.Linear(4, 2).parameters(), lr=0.1), clock=clock, out=io.StringIO())
+        batcher.segment(
+            run_dir=tmp_path / "run",
+            model=nn.Linear(4, 2),
+            optimizer=torch.optim.SGD(nn.Linear(4, 2).parameters(), lr=0.1),
+            clock=clock,
+            out=io.StringIO(),
+        )
     assert "weight: checkpoint (2, 3) vs model (2, 4)" in str(info.value)
 
 
@@ -149,7 +161,7 @@ def test_non_json_value_is_a_clear_error(tmp_path: Path, clock: FakeClock) -> No
     seg, _, _ = _make(tmp_path, clock, values={"x": 1})
     seg.values["x"] = object()
     list(seg.range(1))
-    with pytest.raises(BatcherError, match="seg.values must be JSON-serializable"):
+    with pytest.raises(BatcherError, match=r"seg\.values must be JSON-serializable"):
         seg.done()
 
 
@@ -160,21 +172,23 @@ def test_unstateful_object_is_refused(tmp_path: Path, clock: FakeClock) -> None:
 
 def test_bad_env_limit_is_a_clear_error(tmp_path: Path, clock: FakeClock) -> None:
     with pytest.raises(batcher.TimeSpecError, match="BATCHER_TIME_LIMIT: cannot read 'abc'"):
-        batcher.segment(run_dir=tmp_path / "r", env={"BATCHER_TIME_LIMIT": "abc"}, clock=clock, out=io.StringIO())
+        batcher.segment(
+            run_dir=tmp_path / "r", env={"BATCHER_TIME_LIMIT": "abc"}, clock=clock, out=io.StringIO()
+        )
 
 
 def test_metrics_never_duplicated_after_resume(tmp_path: Path, clock: FakeClock) -> None:
-    seg, _, opt = _make(tmp_path, clock, time_limit="50s")
+    seg, _, _ = _make(tmp_path, clock, time_limit="50s")
     with pytest.raises(batcher.SegmentStopped):
-        for epoch in seg.range(10):
+        for _epoch in seg.range(10):
             for _ in seg.iterate(range(3)):
                 clock.advance(3)
                 seg.log(loss=1.0)
     # A row logged after the last save (then a kill) must disappear on resume.
     with open(tmp_path / "run" / "metrics.jsonl", "a") as f:
         f.write('{"_seq": 999, "loss": 5}\n{"_seq": 1000, "lo')
-    seg, _, opt = _make(tmp_path, clock)
-    for epoch in seg.range(10):
+    seg, _, _opt = _make(tmp_path, clock)
+    for _epoch in seg.range(10):
         for _ in seg.iterate(range(3)):
             seg.log(loss=1.0)
     seg.done()

@@ -26,7 +26,7 @@ def _assert_same_state(a: dict, b: dict, path: str = "") -> None:
             _assert_same_state(a[k], b[k], f"{path}.{k}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
             _assert_same_state(x, y, f"{path}[{i}]")
     elif isinstance(a, torch.Tensor):
         assert torch.equal(a, b), path
@@ -36,7 +36,9 @@ def _assert_same_state(a: dict, b: dict, path: str = "") -> None:
 
 @pytest.mark.parametrize("mode", ["mid-epoch", "epoch-boundaries"])
 def test_segmented_run_is_bit_identical_to_uninterrupted(tmp_path: Path, mode: str) -> None:
-    args = ["--epochs", "6", "--step-sleep", "0.04"] + (["--no-iterate"] if mode == "epoch-boundaries" else [])
+    args = ["--epochs", "6", "--step-sleep", "0.04"] + (
+        ["--no-iterate"] if mode == "epoch-boundaries" else []
+    )
     whole = run_segment(TRAIN_FULL, args, tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
     assert "FINISHED 96" in whole.stdout

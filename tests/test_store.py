@@ -27,7 +27,10 @@ def test_round_trip_and_keep_last_k(tmp_path: Path) -> None:
     store = _filled(tmp_path, count=4, keep=2)
     assert [e.step for e in store.entries()] == [30, 40]
     assert sorted(p.name for p in store.directory.iterdir()) == [
-        "manifest.json", "step-000000030.pt", "step-000000040.pt"]
+        "manifest.json",
+        "step-000000030.pt",
+        "step-000000040.pt",
+    ]
     loaded = store.load_latest()
     assert loaded is not None and loaded.info.step == 40 and loaded.problems == []
     assert torch.equal(loaded.state["w"], torch.full((64,), 4.0))
@@ -41,7 +44,10 @@ def test_empty_store_is_a_fresh_start(tmp_path: Path) -> None:
     ("damage", "reported"),
     [
         (lambda p: p.write_bytes(p.read_bytes()[:100]), "truncated or replaced"),
-        (lambda p: p.write_bytes(bytes([p.read_bytes()[0] ^ 1]) + p.read_bytes()[1:]), "fails its sha256 check"),
+        (
+            lambda p: p.write_bytes(bytes([p.read_bytes()[0] ^ 1]) + p.read_bytes()[1:]),
+            "fails its sha256 check",
+        ),
         (lambda p: p.unlink(), "is missing"),
     ],
     ids=["truncated", "flipped-byte", "missing"],
@@ -153,7 +159,10 @@ def test_crash_between_manifest_and_retention_is_cleaned_up(tmp_path: Path) -> N
         CheckpointStore(store.directory, keep=2, fault=fault).save(_state(3), step=30, segment=3)
     assert (store.directory / "step-000000010.pt").exists()  # not yet deleted
     store.save(_state(4), step=40, segment=4)
-    assert sorted(p.name for p in store.directory.glob("step-*")) == ["step-000000030.pt", "step-000000040.pt"]
+    assert sorted(p.name for p in store.directory.glob("step-*")) == [
+        "step-000000030.pt",
+        "step-000000040.pt",
+    ]
 
 
 def test_real_full_disk(tmp_path: Path) -> None:
@@ -162,8 +171,12 @@ def test_real_full_disk(tmp_path: Path) -> None:
 
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                      capture_output=True, check=False).returncode != 0:
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, check=False
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (not root); ENOSPC is covered by fault injection")
     try:
         store = CheckpointStore(mnt / "ckpt", keep=2)

@@ -10,8 +10,19 @@ from batcher.timespec import format_duration, parse_deadline, parse_duration
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("15m", 900), ("1h30m", 5400), ("1.5h", 5400), ("2d", 172800), ("02:00:00", 7200),
-     ("1-02:00:00", 93600), ("00:15", 900), ("15 min", 900), (45, 45), (timedelta(seconds=3), 3)],
+    [
+        ("90s", 90),
+        ("15m", 900),
+        ("1h30m", 5400),
+        ("1.5h", 5400),
+        ("2d", 172800),
+        ("02:00:00", 7200),
+        ("1-02:00:00", 93600),
+        ("00:15", 900),
+        ("15 min", 900),
+        (45, 45),
+        (timedelta(seconds=3), 3),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds  # type: ignore[arg-type]
@@ -19,8 +30,15 @@ def test_durations(text: object, seconds: float) -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("abc", "cannot read 'abc'"), ("15", "has no unit"), ("-5m", "cannot read"), ("0s", "not positive"),
-     ("10 parsecs", "unknown unit 'parsecs'"), ("", "empty string"), ("1:75:00", ">= 60")],
+    [
+        ("abc", "cannot read 'abc'"),
+        ("15", "has no unit"),
+        ("-5m", "cannot read"),
+        ("0s", "not positive"),
+        ("10 parsecs", "unknown unit 'parsecs'"),
+        ("", "empty string"),
+        ("1:75:00", ">= 60"),
+    ],
 )
 def test_bad_durations(text: str, message: str) -> None:
     with pytest.raises(TimeSpecError) as info:

@@ -28,7 +28,11 @@ EXPERIMENTS = {
 def snakemake(workdir: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", "profiles/local", *POLICY, *extra],
-        cwd=workdir, env=python_env(), capture_output=True, text=True, timeout=900,
+        cwd=workdir,
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if check:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -125,7 +129,9 @@ def test_changed_hyper_parameter_retrains_only_that_experiment(finished: Path, t
 
 def test_bad_config_stops_snakemake_with_the_message(finished: Path, tmp_path: Path) -> None:
     workdir = _copy(finished, tmp_path)
-    (workdir / "config.yaml").write_text("experiments:\n  a:\n    script: scripts/train_full.py\n    lenght: 3\n")
+    (workdir / "config.yaml").write_text(
+        "experiments:\n  a:\n    script: scripts/train_full.py\n    lenght: 3\n"
+    )
     out = snakemake(workdir, "-n", check=False)
     assert out.returncode != 0
     assert "line 4: unknown key 'experiments.a.lenght'" in out.stdout + out.stderr

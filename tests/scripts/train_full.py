@@ -56,7 +56,7 @@ def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
         os.kill(os.getpid(), 9)
 
 
-for epoch in seg.range(args.epochs):
+for _epoch in seg.range(args.epochs):
     model.train()
     if args.no_iterate:
         for xb, yb in loader:

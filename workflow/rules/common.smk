@@ -14,14 +14,20 @@ from batcher.status import read_status
 
 
 def _load_experiments():
-    schema = yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load(
+        Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text()
+    )
     files = [Path(f) for f in workflow.configfiles] or [Path("config.yaml")]
     source = files[-1].read_text() if files[-1].is_file() else None
     try:
         if source is not None:
             read_config_text(source)  # duplicate keys, which YAML would silently merge
         return load_experiments(
-            config, schema=schema, source=source, filename=str(files[-1]), workdir=Path.cwd()
+            config,
+            schema=schema,
+            source=source,
+            filename=str(files[-1]),
+            base_dir=Path.cwd(),
         )
     except BatcherError as exc:
         raise WorkflowError(str(exc)) from None
@@ -48,7 +54,9 @@ def seg_path(exp, n):
 def is_final(status, exp):
     """The chain ends at a segment that reports done for at least the configured length."""
     total = status.get("total")
-    return status["status"] == "done" and (total is None or total >= EXPERIMENTS[exp].length)
+    return status["status"] == "done" and (
+        total is None or total >= EXPERIMENTS[exp].length
+    )
 
 
 def last_segment(wildcards):
@@ -75,7 +83,11 @@ def last_segment(wildcards):
 
 def previous_segment(wildcards):
     n = int(wildcards.n)
-    return [] if n == 0 else SEG.format(exp=wildcards.exp, run=wildcards.run, n=f"{n - 1:04d}")
+    return (
+        []
+        if n == 0
+        else SEG.format(exp=wildcards.exp, run=wildcards.run, n=f"{n - 1:04d}")
+    )
 
 
 def _experiment(wildcards):
@@ -88,18 +100,34 @@ def _experiment(wildcards):
     return exp
 
 
+def policy_clock():
+    """Now, unless the profile pins the policy's clock (policy_now=ISO time) to test a time of day."""
+    pinned = config.get("policy_now")
+    if pinned:
+        when = datetime.fromisoformat(str(pinned))
+        if when.tzinfo is None:
+            raise WorkflowError(
+                f"policy_now={pinned!r} needs a UTC offset, e.g. 2026-11-27T19:59+01:00"
+            )
+        return when
+    return datetime.now(timezone.utc)
+
+
 def runtime_minutes(wildcards, attempt):
     """Slurm --time for the next segment: what the policy allows right now (at submission)."""
     policy = _experiment(wildcards).policy
     if policy is None:
         return 60 * 24
-    limit = policy(datetime.now(timezone.utc))
+    limit = policy(policy_clock())
     return max(1, int(limit.total_seconds() // 60))
 
 
-def slurm_extra(wildcards):
+def slurm_extra(wildcards, attempt):
+    """Extra sbatch options: the stop signal (its lead at most a third of the job) and GPU constraint."""
     exp = _experiment(wildcards)
-    parts = [f"--signal={config.get('stop_signal', 'URG@120')}"]
+    name, _, lead = str(config.get("stop_signal", "URG@60")).partition("@")
+    lead_s = min(int(lead or 60), runtime_minutes(wildcards, attempt) * 60 // 3)
+    parts = [f"--signal={name}@{max(lead_s, 1)}"]
     if exp.gpus and config.get("gpu_constraint"):
         parts.append(f"--constraint={config['gpu_constraint']}")
     return " ".join(parts)
@@ -122,4 +150,8 @@ def segment_command(wildcards, output, threads):
     if "margin_s" in config:
         env["BATCHER_MARGIN_S"] = str(config["margin_s"])
     argv = [sys.executable, exp.script, *exp.command_args()]
-    return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " exec " + shlex.join(argv)
+    return (
+        " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        + " exec "
+        + shlex.join(argv)
+    )

@@ -13,8 +13,12 @@ rule finalize:
         last_segment,
     output:
         "runs/{exp}/{run}/final-{length}.json",
+    log:
+        "runs/{exp}/{run}/logs/finalize-{length}.log",
     wildcard_constraints:
         length="[0-9]+",
+    conda:
+        "../envs/batcher.yaml"
     script:
         "../scripts/finalize.py"
 
@@ -24,6 +28,10 @@ rule publish:
         lambda wildcards: f"{run_dir(wildcards.exp)}/final-{EXPERIMENTS[wildcards.exp].length}.json",
     output:
         summary="results/{exp}/final.json",
-        checkpoint="results/{exp}/final.pt",
+        state="results/{exp}/final.pt",
+    log:
+        "results/{exp}/publish.log",
+    conda:
+        "../envs/batcher.yaml"
     script:
         "../scripts/publish.py"

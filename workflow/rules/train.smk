@@ -8,6 +8,8 @@ checkpoint segment:
         "runs/{exp}/{run}/status/seg-{n}.json",
     log:
         "runs/{exp}/{run}/logs/seg-{n}.log",
+    conda:
+        "../envs/batcher.yaml"
     threads: lambda wildcards: _experiment(wildcards).cpus
     resources:
         runtime=runtime_minutes,

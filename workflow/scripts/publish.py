@@ -10,7 +10,7 @@ from batcher.store import atomic_write_bytes, sha256_file
 snakemake = globals()["snakemake"]
 summary = json.loads(Path(snakemake.input[0]).read_text())
 source = Path(summary["checkpoint"]["file"])
-out = Path(snakemake.output.checkpoint)
+out = Path(snakemake.output.state)
 tmp = out.with_name(f".{out.name}.tmp")
 shutil.copyfile(source, tmp)
 if sha256_file(tmp) != summary["checkpoint"]["sha256"]:

@@ -1,0 +1,233 @@
+"""End to end on a real one-node Slurm cluster (tests/slurm/cluster.sh up), through profiles/das5.
+
+Only the policy (a 1-minute fixed policy, or das5 with a pinned clock), the stop signal's lead and
+the status-check start are overridden; partition `defq` matches the test cluster's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import ROOT, python_env
+from helpers import TRAIN_FULL, run_segment
+
+import batcher
+
+pytestmark = pytest.mark.slurm
+
+
+def _sh(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster() -> None:
+    try:
+        _sh("scontrol", "ping")
+        _sh("sacct", "-n", "-X", "-S", "now-1minute")
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(
+            f"no Slurm cluster reachable ({exc}); start one with `bash tests/slurm/cluster.sh up` "
+            "(root), or deselect these tests with -m 'not slurm'"
+        )
+
+
+def _workdir(tmp_path: Path, experiments: dict) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "profiles"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(TRAIN_FULL, tmp_path / "scripts" / "train_full.py")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"experiments": experiments}))
+    return tmp_path
+
+
+def _snakemake_argv(*config: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        "profiles/das5",
+        "--slurm-init-seconds-before-status-checks",
+        "3",
+        "--config",
+        *config,
+    ]
+
+
+def _sacct(job_ids: list[str] | None = None) -> list[dict[str, str]]:
+    argv = ["sacct", "-n", "-X", "-P", "-o", "JobID,JobName,State,Timelimit,Start,End", "-S", "now-2hours"]
+    if job_ids:
+        argv += ["-j", ",".join(job_ids)]
+    keys = ["id", "name", "state", "limit", "start", "end"]
+    return [dict(zip(keys, line.split("|"), strict=False)) for line in _sh(*argv).splitlines() if line]
+
+
+def _running_jobs() -> list[str]:
+    return _sh("squeue", "-h", "-t", "RUNNING", "-o", "%i").split()
+
+
+def _wait(what: str, predicate: Callable[[], object], timeout_s: float = 240) -> object:
+    end = time.time() + timeout_s
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def _metric_rows(workdir: Path, exp: str) -> int:
+    files = list((workdir / "runs" / exp).glob("*/metrics.jsonl"))
+    return len(files[0].read_text().splitlines()) if files else 0
+
+
+def _statuses(workdir: Path, exp: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((workdir / "runs" / exp).glob("*/status/seg-*.json"))]
+
+
+def _uninterrupted(tmp_path: Path, epochs: int) -> tuple[dict, list[float]]:
+    done = run_segment(TRAIN_FULL, ["--epochs", str(epochs)], tmp_path / "whole")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(x) for x in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    return batcher.load_checkpoint(tmp_path / "whole")["objects"]["model"], [r["loss"] for r in rows]
+
+
+def _assert_matches(workdir: Path, exp: str, model: dict, losses: list[float]) -> None:
+    final = torch.load(workdir / "results" / exp / "final.pt", weights_only=True)["objects"]["model"]
+    assert all(torch.equal(model[k], final[k]) for k in model)
+    (metrics,) = (workdir / "runs" / exp).glob("*/metrics.jsonl")
+    rows = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert [r["_seq"] for r in rows] == list(range(len(rows)))
+    assert [r["loss"] for r in rows] == losses
+
+
+def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: Path) -> None:
+    exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": 1.0}, "length": 6}}
+    workdir = _workdir(tmp_path / "wf", exp)
+    out = subprocess.run(
+        _snakemake_argv("policy=fixed:60s", "margin_s=5", "stop_signal=URG@1"),
+        cwd=workdir,
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    statuses = _statuses(workdir, "a")
+    assert len(statuses) >= 3
+    jobs = [row for row in _sacct() if row["name"] != "wrap" and row["start"] >= statuses[0]["started"][:19]]
+    assert len(jobs) >= 3 and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
+    assert all(j["limit"] == "00:01:00" for j in jobs)
+    for s in statuses[:-1]:
+        # the library read the real end time from squeue and stopped with its margin to spare
+        assert s["deadline_source"] == "Slurm end time (squeue)", s
+        ended, deadline = datetime.fromisoformat(s["ended"]), datetime.fromisoformat(s["deadline"])
+        assert 0 < (deadline - ended).total_seconds() <= 5 + 8, s
+    model, losses = _uninterrupted(tmp_path, 6)
+    _assert_matches(workdir, "a", model, losses)
+
+
+def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
+    exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.6}, "length": 8}}
+    workdir = _workdir(tmp_path / "wf", exp)
+    argv = _snakemake_argv("policy=fixed:60s", "margin_s=5", "stop_signal=URG@1")
+    log = open(tmp_path / "head.log", "w")
+    head = subprocess.Popen(argv, cwd=workdir, env=python_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # 1. the profile's signal, sent early, makes a clean save: job COMPLETED, status "signal SIGURG"
+        (job0,) = _wait("segment 0 to run", _running_jobs)  # type: ignore[misc]
+        _wait("training to start", lambda: _metric_rows(workdir, "a") >= 3)
+        _sh("scancel", "--signal=URG", job0)
+        seg0 = Path(
+            _wait(
+                "segment 0 status",
+                lambda: next((workdir / "runs" / "a").glob("*/status/seg-0000.json"), None),
+            )
+        )  # type: ignore[arg-type]
+        assert json.loads(seg0.read_text())["stop_reason"] == "signal SIGURG"
+        seg0_mtime = seg0.stat().st_mtime
+        _wait("job 0 accounted COMPLETED", lambda: _sacct([job0])[0]["state"] == "COMPLETED", 60)
+
+        # 2. a job killed mid-step is retried and resumes from the last good checkpoint
+        (job1,) = _wait("segment 1 to run", lambda: [j for j in _running_jobs() if j != job0])  # type: ignore[misc]
+        rows = _metric_rows(workdir, "a")
+        _wait("segment 1 to train", lambda: _metric_rows(workdir, "a") >= rows + 3)
+        _sh("scancel", "--signal=KILL", job1)
+        (job1b,) = _wait("the retry", lambda: [j for j in _running_jobs() if j not in (job0, job1)])  # type: ignore[misc]
+        assert _sacct([job1])[0]["state"] in ("FAILED", "CANCELLED", "CANCELLED+"), _sacct([job1])
+        _wait(
+            "the retry to resume",
+            lambda: (
+                "resumed from checkpoint"
+                in next((workdir / "runs" / "a").glob("*/logs/seg-0001.log")).read_text()
+            ),
+        )
+
+        # 3. the head-node snakemake dies mid-chain; the running job carries on
+        head.send_signal(signal.SIGKILL)
+        head.wait(30)
+        _wait("the orphaned job to end", lambda: job1b not in _running_jobs(), 120)
+    finally:
+        if head.poll() is None:
+            head.kill()
+        log.close()
+    subprocess.run([*argv, "--unlock"], cwd=workdir, env=python_env(), check=True, capture_output=True)
+    out = subprocess.run(argv, cwd=workdir, env=python_env(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert seg0.stat().st_mtime == seg0_mtime, "a finished segment ran again"
+    model, losses = _uninterrupted(tmp_path, 8)
+    _assert_matches(workdir, "a", model, losses)
+
+
+@pytest.mark.parametrize(
+    ("pinned", "limit"),
+    [
+        ("2026-11-25T10:00:00+01:00", "14:00"),  # Wednesday working hours: 15 min minus 1 min margin
+        ("2026-11-27T20:00:00+01:00", "2-11:55:00"),
+    ],  # Friday evening: until Monday 07:55
+)
+def test_submitted_time_limit_is_the_policy_at_submit_time(tmp_path: Path, pinned: str, limit: str) -> None:
+    exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": 1.0}, "length": 100}}
+    workdir = _workdir(tmp_path / "wf", exp)
+    before = set(_sh("squeue", "-h", "-o", "%i").split())
+    head = subprocess.Popen(
+        _snakemake_argv("policy=das5", f"policy_now={pinned}"),
+        cwd=workdir,
+        env=python_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        line = _wait(
+            "the submission",
+            lambda: [
+                row for row in _sh("squeue", "-h", "-o", "%i %l").splitlines() if row.split()[0] not in before
+            ],
+            120,
+        )
+        _job, got = line[0].split()  # type: ignore[index]
+        assert got == limit
+    finally:
+        head.send_signal(signal.SIGINT)
+        try:
+            head.wait(30)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        for j in set(_sh("squeue", "-h", "-o", "%i").split()) - before:
+            _sh("scancel", j)
+    assert os.path.exists(workdir)
