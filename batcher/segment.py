@@ -27,6 +27,7 @@ from batcher.lock import RunLock
 from batcher.metrics import MetricLog
 from batcher.policy import Policy
 from batcher.signals import DEFAULT_STOP_SIGNALS, StopSignals, parse_signals
+from batcher.slurm import SlurmWarning
 from batcher.state import capture_rng, check_stateful, load_objects, restore_rng, save_objects
 from batcher.status import read_status, write_status
 from batcher.store import CheckpointInfo, CheckpointStore
@@ -93,8 +94,10 @@ class Segment:
         progress_every_s: float,
         out: IO[str],
         store: CheckpointStore,
+        slurm_warning: SlurmWarning | None = None,
     ) -> None:
         self.run_dir = run_dir
+        self._slurm_warning = slurm_warning
         self.experiment = experiment
         self.index = index
         self.deadline = deadline
@@ -284,7 +287,22 @@ class Segment:
     def _check(self, *, next_kind: str, now: float | None = None) -> None:
         now = self._clock() if now is None else now
         if self._signals.received:
-            self._stop(f"signal {self._signals.received}")
+            received: str | None = self._signals.received
+            if self._slurm_warning is not None:
+                warned, end = self._slurm_warning.is_warning(
+                    self._signals.received, datetime.fromtimestamp(now, tz=timezone.utc)
+                )
+                if end is not None and (self.deadline.at is None or end.timestamp() < self.deadline.at):
+                    self.deadline.at, self.deadline.source = end.timestamp(), "Slurm end time (re-read)"
+                if warned:
+                    self._signals.received = None
+                    self._say(
+                        f"{received} is Slurm's warning before the end at {end:%H:%M:%S %Z}; the "
+                        "deadline already accounts for it, training on"
+                    )
+                    received = None
+            if received:
+                self._stop(f"signal {received}")
         if self.deadline.at is not None:
             step = (self._batch_time if next_kind == "batch" else self._epoch_time).predict() or 0.0
             if self._state_size is None:
@@ -555,6 +573,7 @@ def segment(
         else _env_float(env, "BATCHER_PROGRESS_S", 60.0),
         out=out,
         store=CheckpointStore(run / "ckpt", keep=keep_n),
+        slurm_warning=SlurmWarning.from_env(env),
     )
     try:
         seg._open()
@@ -568,7 +587,7 @@ class _DeadlineSeconds:
     """A :class:`Deadline` with ``at`` as unix seconds, for cheap comparisons at every step."""
 
     def __init__(self, deadline: Deadline) -> None:
-        self.at = None if deadline.at is None else deadline.at.timestamp()
+        self.at: float | None = None if deadline.at is None else deadline.at.timestamp()
         self.source = deadline.source
         self.warnings = deadline.warnings
 

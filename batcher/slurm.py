@@ -6,7 +6,7 @@ import subprocess
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 
-__all__ = ["SlurmEndTime", "job_end_time"]
+__all__ = ["SlurmEndTime", "SlurmWarning", "job_end_time"]
 
 Runner = Callable[[list[str], float], str]
 
@@ -64,3 +64,48 @@ def job_end_time(
     if end.tzinfo is None:
         end = end.astimezone()  # squeue prints the cluster's local wall-clock time
     return SlurmEndTime(end, "squeue")
+
+
+class SlurmWarning:
+    """Tells Slurm's own ``--signal`` warning apart from a stop request sent by a person.
+
+    Slurm sends ``--signal=SIG@LEAD`` between LEAD and LEAD + ~30 s (its check cycle) before the
+    job's end. The predictive stop already ends the segment ``margin_s`` before that end, so
+    stopping at the warning would waste up to LEAD + 30 s of every slot. A signal arriving in that
+    window, when the (re-read) end time is known, only confirms the deadline; one arriving earlier,
+    e.g. ``scancel --signal=URG``, is a request to stop now.
+    """
+
+    #: Slurm's warning may arrive this much earlier than its lead (check cycle plus slack)
+    EARLY_S = 45.0
+
+    def __init__(self, signal_name: str, lead_s: float, env: Mapping[str, str], run: Runner = _run) -> None:
+        self.signal = signal_name
+        self.lead_s = lead_s
+        self._env = env
+        self._run = run
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], run: Runner = _run) -> SlurmWarning | None:
+        """Read ``BATCHER_SLURM_SIGNAL`` (the sbatch ``--signal`` value, e.g. ``URG@60``) in a Slurm job."""
+        spec = env.get("BATCHER_SLURM_SIGNAL", "")
+        if not spec or not env.get("SLURM_JOB_ID"):
+            return None
+        name, _, lead = spec.removeprefix("B:").partition("@")
+        name = name.upper()
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        try:
+            return cls(name, float(lead or 60), env, run)
+        except ValueError:
+            return None
+
+    def is_warning(self, signal_name: str, now: datetime) -> tuple[bool, datetime | None]:
+        """Return (True, end) when ``signal_name`` is Slurm's warning for a known end, else (False, end)."""
+        if signal_name != self.signal:
+            return False, None
+        found = job_end_time(self._env, run=self._run)
+        end = found.end if found is not None else None
+        if end is None:
+            return False, None
+        return (end - now).total_seconds() <= self.lead_s + self.EARLY_S, end

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from batcher.errors import (
     RunLockedError,
     SlotTooShortError,
 )
+from batcher.slurm import SlurmWarning
 
 
 def _make(tmp_path: Path, clock: FakeClock, **kw):
@@ -195,3 +197,40 @@ def test_metrics_never_duplicated_after_resume(tmp_path: Path, clock: FakeClock)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["_seq"] for r in rows] == list(range(30))
     assert [r["step"] for r in rows] == list(range(30))
+
+
+def test_slurm_warning_signal_in_its_window_does_not_stop(tmp_path: Path, clock: FakeClock) -> None:
+    """URG in Slurm's warning window only confirms the deadline; an early URG is a stop request."""
+    end = clock.now + 300
+
+    def squeue(argv: list[str], timeout_s: float) -> str:
+        return datetime.fromtimestamp(end, tz=timezone.utc).isoformat()
+
+    env = {"SLURM_JOB_ID": "999999999", "BATCHER_SLURM_SIGNAL": "URG@60"}
+    seg, _, _ = _make(tmp_path, clock, env=env)
+    assert seg.deadline.at is None  # no such job: squeue fails, the segment warns and goes on
+    seg._slurm_warning = SlurmWarning.from_env(env, run=squeue)
+    steps = 0
+    with pytest.raises(batcher.SegmentStopped):
+        for _ in seg.range(100):
+            for _ in seg.iterate(range(10)):
+                clock.advance(5)
+                steps += 1
+                if steps in (10, 45):  # 250 s before the end: a person; 75 s before: Slurm
+                    os.kill(os.getpid(), signal.SIGURG)
+    status = _status(tmp_path, 0)
+    assert status["stop_reason"] == "signal SIGURG" and status["step"] == 10
+    seg, _, _ = _make(tmp_path, clock, env=env)
+    seg._slurm_warning = SlurmWarning.from_env(env, run=squeue)
+    steps = 10
+    with pytest.raises(batcher.SegmentStopped):
+        for _ in seg.range(100):
+            for _ in seg.iterate(range(10)):
+                clock.advance(5)
+                steps += 1
+                if steps == 45:
+                    os.kill(os.getpid(), signal.SIGURG)
+    status = _status(tmp_path, 1)
+    assert status["stop_reason"] == "deadline", status
+    assert status["deadline_source"] == "Slurm end time (re-read)"
+    assert end - 5 - 5 - 2 <= clock.now <= end - 5

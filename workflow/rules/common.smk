@@ -122,12 +122,17 @@ def runtime_minutes(wildcards, attempt):
     return max(1, int(limit.total_seconds() // 60))
 
 
-def slurm_extra(wildcards, attempt):
-    """Extra sbatch options: the stop signal (its lead at most a third of the job) and GPU constraint."""
-    exp = _experiment(wildcards)
+def stop_signal(wildcards, attempt=1):
+    """The sbatch --signal value: the profile's stop_signal, its lead at most a third of the job."""
     name, _, lead = str(config.get("stop_signal", "URG@60")).partition("@")
     lead_s = min(int(lead or 60), runtime_minutes(wildcards, attempt) * 60 // 3)
-    parts = [f"--signal={name}@{max(lead_s, 1)}"]
+    return f"{name}@{max(lead_s, 1)}"
+
+
+def slurm_extra(wildcards, attempt):
+    """Extra sbatch options: the stop signal and, for GPU experiments, the site's constraint."""
+    exp = _experiment(wildcards)
+    parts = [f"--signal={stop_signal(wildcards, attempt)}"]
     if exp.gpus and config.get("gpu_constraint"):
         parts.append(f"--constraint={config['gpu_constraint']}")
     return " ".join(parts)
@@ -143,6 +148,7 @@ def segment_command(wildcards, output, threads):
         "BATCHER_EXPERIMENT": exp.name,
         "BATCHER_POLICY": policy_to_spec(exp.policy),
         "BATCHER_SIGNALS": "SIGTERM,SIGUSR1,SIGURG",
+        "BATCHER_SLURM_SIGNAL": stop_signal(wildcards),
         "OMP_NUM_THREADS": str(threads),
     }
     if "keep" in config:
