@@ -14,3 +14,5 @@ rule all:
     default_target: True
     input:
         expand("results/{exp}/final.json", exp=EXPERIMENTS),
+        expand("results/{exp}/curves.png", exp=EXPERIMENTS),
+        "results/summary.png",

@@ -76,8 +76,9 @@ class SlurmWarning:
     e.g. ``scancel --signal=URG``, is a request to stop now.
     """
 
-    #: Slurm's warning may arrive this much earlier than its lead (check cycle plus slack)
-    EARLY_S = 45.0
+    #: slurmctld sends the warning once end - now <= lead + PERIODIC_TIMEOUT (30 s), checked
+    #: about every 30 s; plus a little slack for delivery through the job step
+    EARLY_S = 35.0
 
     def __init__(self, signal_name: str, lead_s: float, env: Mapping[str, str], run: Runner = _run) -> None:
         self.signal = signal_name

@@ -119,6 +119,7 @@ def _assert_matches(workdir: Path, exp: str, model: dict, losses: list[float]) -
 def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: Path) -> None:
     exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": 1.0}, "length": 6}}
     workdir = _workdir(tmp_path / "wf", exp)
+    t0 = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")  # sacct prints local time
     out = subprocess.run(
         _snakemake_argv("policy=fixed:60s", "margin_s=5", "stop_signal=URG@1"),
         cwd=workdir,
@@ -130,7 +131,7 @@ def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: P
     assert out.returncode == 0, out.stderr[-4000:]
     statuses = _statuses(workdir, "a")
     assert len(statuses) >= 3
-    jobs = [row for row in _sacct() if row["name"] != "wrap" and row["start"] >= statuses[0]["started"][:19]]
+    jobs = [row for row in _sacct() if row["start"] >= t0]
     assert len(jobs) >= 3 and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
     assert all(j["limit"] == "00:01:00" for j in jobs)
     for s in statuses[:-1]:
@@ -143,9 +144,11 @@ def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: P
 
 
 def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
-    exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.6}, "length": 8}}
+    # 2-minute jobs: a signal sent 10 s into a job is far outside the window in which Slurm's own
+    # warning can arrive (lead + 35 s before the end), so the library takes it as a stop request.
+    exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.6}, "length": 14}}
     workdir = _workdir(tmp_path / "wf", exp)
-    argv = _snakemake_argv("policy=fixed:60s", "margin_s=5", "stop_signal=URG@1")
+    argv = _snakemake_argv("policy=fixed:120s", "margin_s=5", "stop_signal=URG@1")
     log = open(tmp_path / "head.log", "w")
     head = subprocess.Popen(argv, cwd=workdir, env=python_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -159,17 +162,18 @@ def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
                 lambda: next((workdir / "runs" / "a").glob("*/status/seg-0000.json"), None),
             )
         )  # type: ignore[arg-type]
-        assert json.loads(seg0.read_text())["stop_reason"] == "signal SIGURG"
-        seg0_mtime = seg0.stat().st_mtime
+        seg0_text = seg0.read_text()  # a rerun would rewrite it with other times and steps
+        assert json.loads(seg0_text)["stop_reason"] == "signal SIGURG"
         _wait("job 0 accounted COMPLETED", lambda: _sacct([job0])[0]["state"] == "COMPLETED", 60)
 
-        # 2. a job killed mid-step is retried and resumes from the last good checkpoint
+        # 2. a job whose training process is SIGKILLed mid-step (OOM killer, node trouble) is
+        #    retried and resumes from the last good checkpoint
         (job1,) = _wait("segment 1 to run", lambda: [j for j in _running_jobs() if j != job0])  # type: ignore[misc]
         rows = _metric_rows(workdir, "a")
         _wait("segment 1 to train", lambda: _metric_rows(workdir, "a") >= rows + 3)
-        _sh("scancel", "--signal=KILL", job1)
+        subprocess.run(["pkill", "-KILL", "-f", "scripts/train_full.py"], check=True)
         (job1b,) = _wait("the retry", lambda: [j for j in _running_jobs() if j not in (job0, job1)])  # type: ignore[misc]
-        assert _sacct([job1])[0]["state"] in ("FAILED", "CANCELLED", "CANCELLED+"), _sacct([job1])
+        assert _sacct([job1])[0]["state"] == "FAILED", _sacct([job1])
         _wait(
             "the retry to resume",
             lambda: (
@@ -189,8 +193,10 @@ def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
     subprocess.run([*argv, "--unlock"], cwd=workdir, env=python_env(), check=True, capture_output=True)
     out = subprocess.run(argv, cwd=workdir, env=python_env(), capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
-    assert seg0.stat().st_mtime == seg0_mtime, "a finished segment ran again"
-    model, losses = _uninterrupted(tmp_path, 8)
+    assert seg0.read_text() == seg0_text, "a finished segment ran again"
+    statuses = _statuses(workdir, "a")
+    assert len(statuses) >= 3 and statuses[-1]["segment"] >= 2, "the restart did not continue the chain"
+    model, losses = _uninterrupted(tmp_path, 14)
     _assert_matches(workdir, "a", model, losses)
 
 

@@ -135,3 +135,13 @@ def test_bad_config_stops_snakemake_with_the_message(finished: Path, tmp_path: P
     out = snakemake(workdir, "-n", check=False)
     assert out.returncode != 0
     assert "line 4: unknown key 'experiments.a.lenght'" in out.stdout + out.stderr
+
+
+def test_report_has_curves_and_the_metrics_table(finished: Path) -> None:
+    for exp in ("a", "b"):
+        assert (finished / "results" / exp / "curves.png").read_bytes().startswith(b"\x89PNG")
+    table = (finished / "results" / "summary.tsv").read_text().splitlines()
+    assert table[0].startswith("experiment\tsegments\ttrain_seconds") and len(table) == 3
+    snakemake(finished, "--report", "report.html")
+    html = (finished / "report.html").read_text(errors="replace")
+    assert "curves.png" in html and "summary.tsv" in html

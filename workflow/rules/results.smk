@@ -6,6 +6,8 @@
 localrules:
     finalize,
     publish,
+    curves,
+    summary,
 
 
 rule finalize:
@@ -35,3 +37,39 @@ rule publish:
         "../envs/batcher.yaml"
     script:
         "../scripts/publish.py"
+
+
+rule curves:
+    input:
+        "results/{exp}/final.json",
+    output:
+        report(
+            "results/{exp}/curves.png",
+            caption="../report/curves.rst",
+            category="Curves",
+            labels={"experiment": "{exp}"},
+        ),
+    log:
+        "results/{exp}/curves.log",
+    conda:
+        "../envs/batcher.yaml"
+    script:
+        "../scripts/plot.py"
+
+
+rule summary:
+    input:
+        expand("results/{exp}/final.json", exp=EXPERIMENTS),
+    output:
+        plot=report(
+            "results/summary.png", caption="../report/summary.rst", category="Summary"
+        ),
+        table=report(
+            "results/summary.tsv", caption="../report/table.rst", category="Summary"
+        ),
+    log:
+        "results/summary.log",
+    conda:
+        "../envs/batcher.yaml"
+    script:
+        "../scripts/plot.py"

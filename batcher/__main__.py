@@ -1,0 +1,5 @@
+import sys
+
+from batcher.cli import main
+
+sys.exit(main())

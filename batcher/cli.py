@@ -1,0 +1,168 @@
+"""``batcher``: where experiments stand (``status``), what a policy allows (``policy``), curves (``plot``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from batcher.errors import BatcherError
+from batcher.experiments import Experiment, load_experiments, read_config_text
+from batcher.policy import policy_from_spec
+from batcher.progress import experiment_progress
+from batcher.timespec import format_duration
+
+__all__ = ["main"]
+
+
+def _experiments(config_path: Path, policy_override: str | None) -> dict[str, Experiment]:
+    try:
+        text = config_path.read_text()
+    except FileNotFoundError:
+        raise BatcherError(
+            f"no config at {config_path}; run in the workflow folder or pass --config PATH"
+        ) from None
+    config = read_config_text(text)
+    if policy_override is not None:
+        config["policy"] = policy_override
+    schema_path = config_path.parent / "workflow" / "schemas" / "config.schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text()) if schema_path.is_file() else None
+    return load_experiments(config, schema=schema, source=text, filename=str(config_path))
+
+
+def _local(iso: str | None) -> str:
+    if not iso:
+        return "-"
+    return datetime.fromisoformat(iso).astimezone().strftime("%a %d %b %H:%M")
+
+
+def _status(args: argparse.Namespace) -> int:
+    config_path = Path(args.config)
+    exps = _experiments(config_path, args.policy)
+    now = datetime.fromisoformat(args.at) if args.at else datetime.now(timezone.utc)
+    rows = [experiment_progress(e, root=config_path.parent, now=now) for e in exps.values()]
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=1))
+        return 0
+    header = ["experiment", "state", "segments", "progress", "last stop", "useful/segment", "ETA"]
+    table = [
+        [
+            r.experiment,
+            r.state,
+            str(r.segments),
+            f"{r.epoch:g}/{r.length} ({100 * r.progress:.0f}%)",
+            r.last_stop or "-",
+            format_duration(r.useful_s_per_segment) if r.useful_s_per_segment else "-",
+            ("finished " if r.state == "done" else "") + _local(r.eta),
+        ]
+        for r in rows
+    ]
+    _print_table(header, table)
+    for r in rows:
+        if r.problem:
+            print(f"{r.experiment}: {r.problem}", file=sys.stderr)
+    if not any(r.segments for r in rows):
+        print("no segment has run yet: start the workflow with snakemake --profile profiles/<name>")
+    return 0
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+        for line in [header, *rows]:
+            print("  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
+        return
+    table = Table(show_edge=False, box=None, pad_edge=False)
+    for h in header:
+        table.add_column(h)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=160).print(table)
+
+
+def _policy(args: argparse.Namespace) -> int:
+    spec: Any = args.policy
+    if spec is None:
+        config = Path(args.config)
+        spec = read_config_text(config.read_text()).get("policy", "das5") if config.is_file() else "das5"
+    policy = policy_from_spec(spec)
+    at = datetime.fromisoformat(args.at) if args.at else datetime.now(timezone.utc)
+    if at.tzinfo is None:
+        at = at.astimezone()
+    tz = getattr(policy, "tz", None)
+    if tz:  # show the policy's own wall clock
+        from zoneinfo import ZoneInfo
+
+        at = at.astimezone(ZoneInfo(tz))
+    if policy is None:
+        print("policy 'none': no time limit")
+        return 0
+    limit = policy(at)
+    end = at + limit
+    print(f"at          {at:%a %Y-%m-%d %H:%M %Z}")
+    print(f"time limit  {format_duration(limit.total_seconds())} ({int(limit.total_seconds() // 60)} min)")
+    print(f"job ends    {end.astimezone(at.tzinfo):%a %Y-%m-%d %H:%M %Z}")
+    change = policy.next_change(at)
+    if change is not None:
+        print(
+            f"next change {change:%a %Y-%m-%d %H:%M %Z} (then {format_duration(policy(change).total_seconds())})"
+        )
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from batcher.plots import plot_run, plot_summary
+
+    config_path = Path(args.config)
+    exps = _experiments(config_path, None)
+    out = Path(args.out)
+    runs = {}
+    for e in exps.values():
+        metrics = config_path.parent / "runs" / e.name / e.run_id / "metrics.jsonl"
+        if metrics.exists():
+            n = plot_run(metrics, out / f"{e.name}.png", title=e.name)
+            print(f"{out / f'{e.name}.png'}: {n} curve(s)")
+            runs[e.name] = metrics
+    if not runs:
+        raise BatcherError("no experiment has logged metrics yet (runs/<exp>/<run>/metrics.jsonl)")
+    n = plot_summary(runs, out / "summary.png", metric=args.metric)
+    print(f"{out / 'summary.png'}: {n} curve(s) of {args.metric!r}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``batcher`` command line; return its exit status."""
+    p = argparse.ArgumentParser(prog="batcher", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    st = sub.add_parser("status", help="experiments from config.yaml: state, progress, ETA")
+    st.add_argument("--config", default="config.yaml")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--policy", help="simulate the ETA under this policy (default: the config's)")
+    st.add_argument("--at", help="pretend it is this ISO time (with offset) for the ETA")
+    po = sub.add_parser("policy", help="the time limit a policy gives now or at --at")
+    po.add_argument("--policy", help="spec such as das5, fixed:15m (default: the config's, else das5)")
+    po.add_argument("--at", help="ISO time, e.g. 2026-11-27T19:59+01:00 (default: now)")
+    po.add_argument("--config", default="config.yaml")
+    pl = sub.add_parser("plot", help="metric curves per experiment with segment boundaries, and a summary")
+    pl.add_argument("--config", default="config.yaml")
+    pl.add_argument("--out", default="results/plots")
+    pl.add_argument("--metric", default="loss", help="metric compared in summary.png")
+    args = p.parse_args(argv)
+    try:
+        return int({"status": _status, "policy": _policy, "plot": _plot}[args.command](args))
+    except BatcherError as exc:
+        print(f"batcher {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

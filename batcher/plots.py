@@ -1,0 +1,84 @@
+"""Metric curves per experiment, with segment boundaries marked, and a summary across experiments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from batcher.metrics import read_metrics
+
+__all__ = ["plot_run", "plot_summary"]
+
+
+def _numeric_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    skip = {"_seq", "epoch", "step", "segment", "time"}
+    keys: list[str] = []
+    for row in rows:
+        for k, v in row.items():
+            if k not in skip and k not in keys and isinstance(v, (int, float)) and not isinstance(v, bool):
+                keys.append(k)
+    return keys
+
+
+def _x(rows: Sequence[Mapping[str, Any]]) -> tuple[list[float], str]:
+    if all(isinstance(r.get("step"), (int, float)) for r in rows):
+        return [float(r["step"]) for r in rows], "step"
+    return [float(r["_seq"]) for r in rows], "row"
+
+
+def plot_run(metrics_file: Path, out: Path, *, title: str) -> int:
+    """Draw every numeric metric of one run (one panel each) to ``out``; return the number of curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_file)
+    keys = _numeric_keys(rows)
+    fig, axes = plt.subplots(max(1, len(keys)), 1, figsize=(8, 2.6 * max(1, len(keys))), squeeze=False)
+    x, xlabel = _x(rows) if rows else ([], "step")
+    boundaries = [x[i] for i in range(1, len(rows)) if rows[i].get("segment") != rows[i - 1].get("segment")]
+    for ax, key in zip(axes[:, 0], keys, strict=False):
+        pts = [(xi, r[key]) for xi, r in zip(x, rows, strict=True) if isinstance(r.get(key), (int, float))]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=key)
+        for b in boundaries:
+            ax.axvline(b, color="grey", linestyle=":", linewidth=0.8)
+        ax.set_ylabel(key)
+    axes[-1, 0].set_xlabel(f"{xlabel} (dotted lines: segment boundaries)")
+    axes[0, 0].set_title(title)
+    if not keys:
+        axes[0, 0].text(0.5, 0.5, "no metrics logged yet", ha="center", transform=axes[0, 0].transAxes)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return len(keys)
+
+
+def plot_summary(runs: Mapping[str, Path], out: Path, *, metric: str = "loss") -> int:
+    """Draw ``metric`` of several runs on one axis; return the number of curves drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    curves = 0
+    for name, metrics_file in runs.items():
+        rows = [r for r in read_metrics(metrics_file) if isinstance(r.get(metric), (int, float))]
+        if not rows:
+            continue
+        x, xlabel = _x(rows)
+        ax.plot(x, [r[metric] for r in rows], label=name)
+        ax.set_xlabel(xlabel)
+        curves += 1
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by experiment")
+    if curves:
+        ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return curves

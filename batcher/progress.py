@@ -1,0 +1,133 @@
+"""Where each experiment stands: read from its run folder (status files, lock, metrics) and squeue."""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import statistics
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from batcher.eta import SegmentCost, simulate_finish
+from batcher.experiments import Experiment
+from batcher.status import read_status
+
+__all__ = ["ExperimentProgress", "experiment_progress"]
+
+
+@dataclass
+class ExperimentProgress:
+    """One row of ``batcher status``."""
+
+    experiment: str
+    state: str  # not started | running | unfinished | done | failed
+    run_dir: str
+    segments: int
+    progress: float  # 0..1 of the configured length
+    epoch: float
+    length: int
+    last_stop: str | None
+    useful_s_per_segment: float | None
+    eta: str | None  # ISO time
+    eta_segments: int | None
+    problem: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _locked(path: Path) -> bool:
+    try:
+        with open(path, "a+") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
+def _failure(run: Path, next_index: int) -> str | None:
+    log = run / "logs" / f"seg-{next_index:04d}.log"
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if any("Error" in line or "Traceback" in line for line in lines):
+        return lines[-1][:300] if lines else None
+    return None
+
+
+def experiment_progress(exp: Experiment, *, root: Path, now: datetime | None = None) -> ExperimentProgress:
+    """Return the state, progress and simulated finishing time of one experiment."""
+    now = now or datetime.now(timezone.utc)
+    run = root / "runs" / exp.name / exp.run_id
+    statuses = [s for s in (read_status(p) for p in sorted((run / "status").glob("seg-*.json"))) if s]
+    last = statuses[-1] if statuses else None
+    epoch = 0.0
+    if last is not None:
+        epoch = float(last.get("epoch", 0))
+        total_batches = last.get("batch", 0)
+        if last.get("progress") is not None and last.get("total"):
+            epoch = float(last["progress"]) * float(last["total"])
+        elif total_batches:
+            epoch += 0.0
+    progress = min(1.0, epoch / exp.length) if exp.length else 1.0
+    done = last is not None and last["status"] == "done" and (last.get("total") or 0) >= exp.length
+    running = _locked(run / "lock") if (run / "lock").exists() else False
+    problem = None
+    if done:
+        state = "done"
+    elif running:
+        state = "running"
+    elif (problem := _failure(run, len(statuses))) is not None:
+        state = "failed"
+    elif statuses:
+        state = "unfinished"
+    else:
+        state = "not started"
+    trained = [s for s in statuses if s.get("steps_this_segment")]
+    useful = statistics.mean(s["seconds"]["train"] for s in trained) if trained else None
+    eta = eta_segments = None
+    if not done and trained:
+        train_s = sum(s["seconds"]["train"] for s in trained)
+        per_epoch = train_s / max(epoch, 1e-9)
+        overhead = statistics.median(max(0.0, s["seconds"]["wall"] - s["seconds"]["train"]) for s in trained)
+        gaps = _gaps(statuses)
+        cost = SegmentCost(overhead_s=overhead + 15.0, gap_s=statistics.median(gaps) if gaps else 30.0)
+        finish, eta_segments = simulate_finish(
+            now=now, remaining_train_s=per_epoch * (exp.length - epoch), policy=exp.policy, cost=cost
+        )
+        eta = finish.isoformat()
+    return ExperimentProgress(
+        experiment=exp.name,
+        state=state,
+        run_dir=str(run),
+        segments=len(statuses),
+        progress=progress,
+        epoch=round(epoch, 3),
+        length=exp.length,
+        last_stop=last.get("stop_reason") if last else None,
+        useful_s_per_segment=useful,
+        eta=eta if not done else (last or {}).get("ended"),
+        eta_segments=eta_segments,
+        problem=problem,
+    )
+
+
+def _gaps(statuses: list[dict[str, Any]]) -> list[float]:
+    out = []
+    for a, b in itertools.pairwise(statuses):
+        try:
+            gap = (datetime.fromisoformat(b["started"]) - datetime.fromisoformat(a["ended"])).total_seconds()
+        except (KeyError, ValueError, TypeError):
+            continue
+        if gap >= 0:
+            out.append(gap)
+    return out

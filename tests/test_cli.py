@@ -1,0 +1,102 @@
+"""`batcher status`, `batcher policy` and `batcher plot` on a run folder made by hand."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from batcher.cli import main
+from batcher.experiments import load_experiments
+from batcher.status import write_status
+
+
+def _workdir(tmp_path: Path) -> Path:
+    (tmp_path / "workflow").mkdir()
+    shutil.copytree(ROOT / "workflow" / "schemas", tmp_path / "workflow" / "schemas")
+    config = {
+        "policy": "fixed:10m",
+        "experiments": {
+            "done-one": {"script": "train.py", "length": 2},
+            "half": {"script": "train.py", "length": 10},
+            "new": {"script": "train.py", "length": 3},
+        },
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    exps = load_experiments(config)
+    for name, epochs in (("done-one", [1, 2]), ("half", [2, 5])):
+        run = tmp_path / "runs" / name / exps[name].run_id
+        for i, epoch in enumerate(epochs):
+            done = name == "done-one" and i == len(epochs) - 1
+            write_status(
+                run / "status" / f"seg-{i:04d}.json",
+                {
+                    "experiment": name,
+                    "segment": i,
+                    "status": "done" if done else "unfinished",
+                    "stop_reason": "finished" if done else "deadline",
+                    "epoch": epoch,
+                    "batch": 0,
+                    "step": epoch * 10,
+                    "steps_this_segment": 10 * (epoch - (epochs[i - 1] if i else 0)),
+                    "total": exps[name].length,
+                    "progress": epoch / exps[name].length,
+                    "started": f"2026-11-25T1{i}:00:00+00:00",
+                    "ended": f"2026-11-25T1{i}:09:00+00:00",
+                    "seconds": {"wall": 540.0, "train": 500.0, "load": 1.0, "save": 2.0},
+                },
+            )
+        rows = [
+            {"_seq": k, "step": k, "segment": 0 if k < 10 else 1, "loss": 1.0 / (k + 1), "acc": k / 20}
+            for k in range(20)
+        ]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path
+
+
+def test_status_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wd = _workdir(tmp_path)
+    assert (
+        main(["status", "--config", str(wd / "config.yaml"), "--json", "--at", "2026-11-25T12:00+00:00"]) == 0
+    )
+    rows = {r["experiment"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["done-one"]["state"] == "done" and rows["done-one"]["progress"] == 1.0
+    assert rows["half"]["state"] == "unfinished" and rows["half"]["progress"] == 0.5
+    assert rows["half"]["segments"] == 2 and rows["half"]["last_stop"] == "deadline"
+    # 5 epochs took 1000 s of training: 1000 s more, 10-minute slots with 40 s+15 s overhead
+    assert rows["half"]["eta_segments"] == 2
+    assert rows["new"]["state"] == "not started" and rows["new"]["eta"] is None
+
+
+def test_status_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wd = _workdir(tmp_path)
+    assert main(["status", "--config", str(wd / "config.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "experiment" in out and "ETA" in out
+    assert "done-one" in out and "finished" in out and "5/10 (50%)" in out and "not started" in out
+
+
+def test_status_without_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "no config at" in capsys.readouterr().err
+
+
+def test_policy_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "--policy", "das5", "--at", "2026-11-27T19:59+01:00"]) == 0
+    out = capsys.readouterr().out
+    assert "14m 00s" in out and "next change Fri 2026-11-27 20:00 CET (then 2d 11h 55m)" in out
+
+
+def test_plot_writes_pngs_with_every_curve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wd = _workdir(tmp_path)
+    out = wd / "plots"
+    assert main(["plot", "--config", str(wd / "config.yaml"), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "half.png: 2 curve(s)" in text and "summary.png: 2 curve(s) of 'loss'" in text
+    for name in ("half.png", "done-one.png", "summary.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000
