@@ -27,14 +27,14 @@ from batcher.policy import Das5Policy, FixedPolicy, policy_from_spec
 
 if TYPE_CHECKING:
     from batcher.checkpoint import load_checkpoint
-    from batcher.segment import Segment, SegmentStopped, segment
+    from batcher.loop import Segment, SegmentStopped, segment
 
 # The training loop needs torch; the policies, errors and config checks do not. Importing them
 # lazily keeps `import batcher.policy` (the Snakefile, the CLI) free of the seconds torch takes.
 _LAZY = {
-    "Segment": "batcher.segment",
-    "SegmentStopped": "batcher.segment",
-    "segment": "batcher.segment",
+    "Segment": "batcher.loop",
+    "SegmentStopped": "batcher.loop",
+    "segment": "batcher.loop",
     "load_checkpoint": "batcher.checkpoint",
 }
 

@@ -2,7 +2,7 @@
 
 For states of 10 MB, 100 MB and 1 GB (float32 tensors of 1 MB each, like a model's layers):
   save: CheckpointStore.save   vs torch.save(state, path)            (both end with an fsync)
-  load: CheckpointStore.load_latest + copy into tensors
+  load: CheckpointStore.load_latest, copying into tensors while the hash is checked
         vs torch.load(path, weights_only=True) + the same copy
 Each is the median of several repetitions, measured in this same run.
 Run: python benchmarks/checkpoint_io.py [--sizes-mb 10 100 1000] (writes results/checkpoint_io.json)
@@ -63,9 +63,8 @@ def measure(size_mb: int, reps: int) -> dict[str, float]:
             copy_into(target, torch.load(plain, weights_only=True, map_location="cpu"))
             times["plain_load"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            loaded = store.load_latest()
+            loaded = store.load_latest(apply=lambda state, info: copy_into(target, state["objects"]))
             assert loaded is not None
-            copy_into(target, loaded.state["objects"])
             times["store_load"].append(time.perf_counter() - t)
             del loaded
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -85,7 +84,7 @@ def main() -> None:
         f"{'state':>7} {'plain save':>11} {'store save':>11} {'ratio':>6} {'plain load':>11} {'store load':>11} {'ratio':>6}"
     )
     for size in args.sizes_mb:
-        r = measure(size, reps=5 if size <= 100 else 3)
+        r = measure(size, reps=7 if size <= 100 else 5)
         results[f"{size}MB"] = r
         print(
             f"{size:>5}MB {r['plain_save']:10.3f}s {r['store_save']:10.3f}s {r['save_ratio']:6.2f} "

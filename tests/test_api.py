@@ -29,3 +29,12 @@ def test_every_error_derives_from_the_base() -> None:
         obj = getattr(batcher, name)
         if isinstance(obj, type) and name.endswith("Error"):
             assert issubclass(obj, batcher.BatcherError), name
+
+
+def test_importing_submodules_does_not_shadow_the_api() -> None:
+    import importlib
+
+    for module in ("batcher.loop", "batcher.store", "batcher.checkpoint", "batcher.policy", "batcher.cli"):
+        importlib.import_module(module)
+    assert callable(batcher.segment) and batcher.segment.__module__ == "batcher.loop"
+    assert callable(batcher.load_checkpoint)

@@ -46,7 +46,7 @@ def test_empty_store_is_a_fresh_start(tmp_path: Path) -> None:
         (lambda p: p.write_bytes(p.read_bytes()[:100]), "truncated or replaced"),
         (
             lambda p: p.write_bytes(bytes([p.read_bytes()[0] ^ 1]) + p.read_bytes()[1:]),
-            "fails its sha256 check",
+            "fails its blake3 check",
         ),
         (lambda p: p.unlink(), "is missing"),
     ],
@@ -188,3 +188,19 @@ def test_real_full_disk(tmp_path: Path) -> None:
         del loaded  # its tensors map the file
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_sha256_checkpoints_still_verify(tmp_path: Path) -> None:
+    """Where blake3 is missing the store writes sha256; the manifest says which, loads check it."""
+    store = CheckpointStore(tmp_path / "ckpt", keep=3)
+    store.algorithm = "sha256"
+    store.save(_state(1), step=1, segment=0)
+    store.save(_state(2), step=2, segment=0)
+    assert [e.algorithm for e in store.entries()] == ["sha256", "sha256"]
+    newest = store.directory / "step-000000002.pt"
+    data = bytearray(newest.read_bytes())
+    data[-100] ^= 1
+    newest.write_bytes(bytes(data))
+    loaded = CheckpointStore(store.directory).load_latest()
+    assert loaded is not None and loaded.info.step == 1
+    assert "fails its sha256 check" in loaded.problems[0]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from batcher.metrics import read_metrics
 from batcher.status import read_status
-from batcher.store import atomic_write_bytes, sha256_file
+from batcher.store import atomic_write_bytes, file_digest
 
 snakemake = globals()["snakemake"]
 last = Path(snakemake.input[0])
@@ -15,9 +15,10 @@ run = Path(status["run_dir"])
 segments = sorted((run / "status").glob("seg-*.json"))
 statuses = [s for s in (read_status(p) for p in segments) if s is not None]
 ckpt = Path(status["checkpoint"]["file"])
-digest = sha256_file(ckpt)
-if digest != status["checkpoint"]["sha256"]:
-    raise SystemExit(f"{ckpt} fails its sha256 check; it changed after the run finished")
+algorithm = status["checkpoint"]["algorithm"]
+digest = file_digest(ckpt, algorithm)
+if digest != status["checkpoint"]["digest"]:
+    raise SystemExit(f"{ckpt} fails its {algorithm} check; it changed after the run finished")
 rows = read_metrics(run / "metrics.jsonl")
 summary = {
     "experiment": status["experiment"],
@@ -29,6 +30,6 @@ summary = {
     "final_metrics": {k: v for k, v in rows[-1].items() if not k.startswith("_")} if rows else {},
     "train_seconds": sum(s["seconds"]["train"] for s in statuses),
     "wall_seconds": sum(s["seconds"]["wall"] for s in statuses),
-    "checkpoint": {"file": str(ckpt), "sha256": digest, "size": ckpt.stat().st_size},
+    "checkpoint": {"file": str(ckpt), "digest": digest, "algorithm": algorithm, "size": ckpt.stat().st_size},
 }
 atomic_write_bytes(Path(snakemake.output[0]), (json.dumps(summary, indent=1) + "\n").encode())

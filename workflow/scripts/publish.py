@@ -5,7 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
-from batcher.store import atomic_write_bytes, sha256_file
+from batcher.store import atomic_write_bytes, file_digest
 
 snakemake = globals()["snakemake"]
 summary = json.loads(Path(snakemake.input[0]).read_text())
@@ -13,9 +13,9 @@ source = Path(summary["checkpoint"]["file"])
 out = Path(snakemake.output.state)
 tmp = out.with_name(f".{out.name}.tmp")
 shutil.copyfile(source, tmp)
-if sha256_file(tmp) != summary["checkpoint"]["sha256"]:
+if file_digest(tmp, summary["checkpoint"]["algorithm"]) != summary["checkpoint"]["digest"]:
     tmp.unlink()
-    raise SystemExit(f"{source} does not match the sha256 in {snakemake.input[0]}; rerun that experiment")
+    raise SystemExit(f"{source} does not match the digest in {snakemake.input[0]}; rerun that experiment")
 os.replace(tmp, out)
 summary["checkpoint"] = {**summary["checkpoint"], "file": str(out), "source": str(source)}
 summary["load_weights"] = "torch.load('results/<exp>/final.pt', weights_only=True)['objects']['model']"

@@ -1,4 +1,4 @@
-"""The segment loop: restore, train until the deadline is near, save, report, exit.
+"""The segment loop (``batcher.segment``): restore, train until the deadline is near, save, report, exit.
 
 >>> seg = batcher.segment(model=model, optimizer=opt)           # doctest: +SKIP
 >>> for epoch in seg.range(100):                                # doctest: +SKIP
@@ -144,11 +144,10 @@ class Segment:
         self._lock.acquire()
         self._signals.install()
         t0 = self._clock()
-        loaded = self._store.load_latest()
+        loaded = self._store.load_latest(apply=self._restore)
         if loaded is not None:
             for problem in loaded.problems:
                 self._say(f"WARNING: {problem}")
-            self._restore(loaded.state, loaded.info)
         self._metrics.resume(self._metrics_seq if loaded else 0)
         self._t_load = self._clock() - t0
         self._last_boundary = self._clock()
@@ -422,7 +421,8 @@ class Segment:
                 if ckpt is None
                 else {
                     "file": str(self._store.directory / ckpt.file),
-                    "sha256": ckpt.sha256,
+                    "digest": ckpt.digest,
+                    "algorithm": ckpt.algorithm,
                     "size": ckpt.size,
                 },
                 "run_dir": str(self.run_dir),
