@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ class Experiment:
     policy_spec: Any = None
     policy: Policy | None = field(default=None, compare=False)
 
-    @property
+    @cached_property
     def run_id(self) -> str:
         """8 hex digits naming this experiment's hyper-parameters (not its length).
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from batcher.errors import BatcherError, SaveError
-from batcher.store import atomic_write_bytes
+from batcher.files import atomic_write_bytes
 
 __all__ = ["MetricLog", "read_metrics"]
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from batcher.store import atomic_write_bytes
+from batcher.files import atomic_write_bytes
 
 __all__ = ["STATUS_VERSION", "read_status", "write_status"]
 

@@ -12,24 +12,39 @@ package) before anything loaded is trusted; ``torch.load(weights_only=True)`` ca
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 
-from batcher.errors import BatcherError, NoUsableCheckpointError, SaveError
+from batcher.errors import BatcherError, NoUsableCheckpointError
+from batcher.files import (
+    FaultHook,
+    _atomic_file,
+    _no_fault,
+    _save_error,
+    atomic_write_bytes,
+    default_algorithm,
+    file_digest,
+    fsync_dir,
+    new_hash,
+)
 
-__all__ = ["CheckpointInfo", "CheckpointStore", "LoadedCheckpoint", "atomic_write_bytes"]
+__all__ = [
+    "CheckpointInfo",
+    "CheckpointStore",
+    "LoadedCheckpoint",
+    "atomic_write_bytes",
+    "file_digest",
+    "fsync_dir",
+]
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -37,14 +52,8 @@ _NAME = re.compile(r"^step-(\d{9,})\.pt$")
 _TMP = re.compile(r"^\.(.+)\.tmp-(\d+)$")
 _CHUNK = 8 << 20
 
-#: a test hook: called with a label at each point where a crash would leave a distinct state
-FaultHook = Callable[[str], None]
 #: puts a loaded state into the live objects (see :meth:`CheckpointStore.load_latest`)
 Apply = Callable[[dict[str, Any], "CheckpointInfo"], None]
-
-
-def _no_fault(label: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -68,15 +77,6 @@ class LoadedCheckpoint:
     state: dict[str, Any]
     info: CheckpointInfo
     problems: list[str] = field(default_factory=list)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _HashingWriter:
@@ -114,83 +114,6 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self._f.flush()
-
-
-def _save_error(what: str, path: Path, exc: OSError, keep_note: str) -> SaveError:
-    hint = {
-        errno.ENOSPC: "the disk is full: free space or move the run folder to a larger disk",
-        errno.EDQUOT: "the disk quota is exceeded: free space or raise the quota",
-        errno.EACCES: "permission denied: make the folder writable (chmod u+w) or choose another",
-        errno.EROFS: "the file system is read-only: choose a writable run folder",
-    }.get(exc.errno or 0, "check that the folder exists and is writable")
-    err = SaveError(f"could not write {what} {path}: {exc.strerror or exc}; {hint}. {keep_note}")
-    err.errno = exc.errno
-    return err
-
-
-@contextmanager
-def _atomic_file(path: Path, fault: FaultHook, keep_note: str, what: str) -> Iterator[IO[bytes]]:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            yield f
-            f.flush()
-            fault(f"{what}:before-fsync")
-            os.fsync(f.fileno())
-        fault(f"{what}:before-rename")
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise _save_error(what, path, exc, keep_note) from exc
-    except BaseException:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, what: str = "file", fault: FaultHook = _no_fault) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic_file(path, fault, "The previous version is unchanged.", what) as f:
-        f.write(data)
-
-
-def default_algorithm() -> str:
-    """Return ``"blake3"`` when the blake3 package is installed (4+ GB/s on two cores), else ``"sha256"``."""
-    try:
-        import blake3  # noqa: F401
-    except ImportError:
-        return "sha256"
-    return "blake3"
-
-
-def new_hash(algorithm: str) -> Any:
-    """Return a hashlib-style object for ``algorithm`` (``blake3`` uses every core on big inputs)."""
-    if algorithm == "blake3":
-        import blake3
-
-        return blake3.blake3(max_threads=blake3.blake3.AUTO)
-    if algorithm == "sha256":
-        return hashlib.sha256()
-    raise BatcherError(f"unknown checkpoint hash {algorithm!r}; this torch-batcher knows blake3 and sha256")
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    """Return the hex digest of the file at ``path``."""
-    h = new_hash(algorithm)
-    if algorithm == "blake3":
-        h.update_mmap(path)
-        return str(h.hexdigest())
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return str(h.hexdigest())
 
 
 class CheckpointStore:

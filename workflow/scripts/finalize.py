@@ -3,9 +3,9 @@
 import json
 from pathlib import Path
 
+from batcher.files import atomic_write_bytes, file_digest
 from batcher.metrics import read_metrics
 from batcher.status import read_status
-from batcher.store import atomic_write_bytes, file_digest
 
 snakemake = globals()["snakemake"]
 last = Path(snakemake.input[0])

@@ -5,7 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
-from batcher.store import atomic_write_bytes, file_digest
+from batcher.files import atomic_write_bytes, file_digest
 
 snakemake = globals()["snakemake"]
 summary = json.loads(Path(snakemake.input[0]).read_text())
