@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check torch==2.13.0 -e ".[dev]"
+python3 -m pip install --quiet --disable-pip-version-check torch==2.13.0 -e ".[dev]" --config-settings editable_mode=compat
 
 case " $* " in
     *"not slurm"*) slurm=no ;;

@@ -8,7 +8,14 @@ import sys
 import pytest
 from conftest import ROOT, python_env
 
-PY_PATHS = ["batcher", "tests", "examples", "workflow/scripts", "benchmarks"]
+PY_PATHS = [
+    "batcher",
+    "tests",
+    "examples",
+    "workflow/scripts",
+    "benchmarks",
+    "snakemake_executor_plugin_slurm_flat",
+]
 
 
 @pytest.mark.parametrize(

@@ -199,6 +199,20 @@ def test_metrics_never_duplicated_after_resume(tmp_path: Path, clock: FakeClock)
     assert [r["step"] for r in rows] == list(range(30))
 
 
+def _train_with_signals(
+    seg: batcher.Segment, clock: FakeClock, *, first_step: int, signal_at: set[int]
+) -> None:
+    """5 s steps; send SIGURG to ourselves after the given steps; expect the segment to stop."""
+    steps = first_step
+    with pytest.raises(batcher.SegmentStopped):
+        for _ in seg.range(100):
+            for _ in seg.iterate(range(10)):
+                clock.advance(5)
+                steps += 1
+                if steps in signal_at:
+                    os.kill(os.getpid(), signal.SIGURG)
+
+
 def test_slurm_warning_signal_in_its_window_does_not_stop(tmp_path: Path, clock: FakeClock) -> None:
     """URG in Slurm's warning window only confirms the deadline; an early URG is a stop request."""
     end = clock.now + 300
@@ -210,26 +224,12 @@ def test_slurm_warning_signal_in_its_window_does_not_stop(tmp_path: Path, clock:
     seg, _, _ = _make(tmp_path, clock, env=env)
     assert seg.deadline.at is None  # no such job: squeue fails, the segment warns and goes on
     seg._slurm_warning = SlurmWarning.from_env(env, run=squeue)
-    steps = 0
-    with pytest.raises(batcher.SegmentStopped):
-        for _ in seg.range(100):
-            for _ in seg.iterate(range(10)):
-                clock.advance(5)
-                steps += 1
-                if steps in (10, 45):  # 250 s before the end: a person; 75 s before: Slurm
-                    os.kill(os.getpid(), signal.SIGURG)
+    _train_with_signals(seg, clock, first_step=0, signal_at={10, 45})  # 250 s before the end: a person
     status = _status(tmp_path, 0)
     assert status["stop_reason"] == "signal SIGURG" and status["step"] == 10
     seg, _, _ = _make(tmp_path, clock, env=env)
     seg._slurm_warning = SlurmWarning.from_env(env, run=squeue)
-    steps = 10
-    with pytest.raises(batcher.SegmentStopped):
-        for _ in seg.range(100):
-            for _ in seg.iterate(range(10)):
-                clock.advance(5)
-                steps += 1
-                if steps == 45:
-                    os.kill(os.getpid(), signal.SIGURG)
+    _train_with_signals(seg, clock, first_step=10, signal_at={45})  # 75 s before the end: Slurm
     status = _status(tmp_path, 1)
     assert status["stop_reason"] == "deadline", status
     assert status["deadline_source"] == "Slurm end time (re-read)"

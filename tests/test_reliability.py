@@ -1,163 +1,58 @@
 """Attack the run: SIGKILL at random instants and at every kind of file operation, then finish.
 
-Children are forked from a process that has already imported torch, so each segment starts in
-milliseconds and a test can afford dozens of kills. The promise checked: after resuming to the
-end, weights and every logged loss are bit-identical to an uninterrupted run, with no duplicate
-or missing metric row, whatever instant the kills fell on.
+The attack runs in a fresh process (tests/scripts/kill_attack.py) that forks each segment, so a
+test can afford dozens of kills. The promise checked: after resuming to the end, weights and
+every logged loss are bit-identical to an uninterrupted run, with no duplicate or missing metric
+row, whatever instant the kills fell on.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
-import signal
+import subprocess
 import sys
-import time
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, python_env
 
 import batcher
 
-sys.path.insert(0, str(ROOT / "tests" / "scripts"))
-import train_full
-
-EPOCHS = 3
-STEPS = EPOCHS * 16
-
-# roughly how often each operation happens in one segment, to spread the kills over all of them
-CALLS_PER_SEGMENT = {"rename": 4, "fsync": 5, "unlink": 2, "save": 1, "log": 25}
-KINDS = {*CALLS_PER_SEGMENT, "time"}
-
-# Pay torch's lazy imports (torch._dynamo on the first optimizer, about 1.5 s) once, before forking.
-torch.optim.Adam(torch.nn.Linear(1, 1).parameters())
+STEPS = 3 * 16
+KINDS = {"rename", "fsync", "unlink", "save", "log", "time"}
 
 
-def _fork(child: Callable[[], None]) -> int:
-    """Run ``child`` in a forked process; return its wait status."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 0
-        try:
-            child()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
-    return pid
+def test_random_kills_lose_nothing(tmp_path: Path) -> None:
+    seed = os.environ.get("TEST_KILL_SEED", "1")
+    run, ref, report = tmp_path / "run", tmp_path / "reference", tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "scripts" / "kill_attack.py"),
+            str(run),
+            str(ref),
+            seed,
+            str(report),
+        ],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(report.read_text())
+    assert "error" not in result, result.get("error")
+    assert result["kills"] >= 50, result
+    assert set(result["kinds"]) == KINDS, result
 
-
-def _segment(run_dir: Path, *, budget_s: float, kill_op: str | None, kill_at: int) -> Callable[[], None]:
-    def child() -> None:
-        os.environ["BATCHER_RUN_DIR"] = str(run_dir)
-        os.environ["BATCHER_DEADLINE"] = f"@{time.time() + budget_s}"
-        os.environ["BATCHER_MARGIN_S"] = "0.05"
-        os.environ["BATCHER_PROGRESS_S"] = "0"
-        sys.stderr = open(run_dir.parent / "children.log", "a")
-        if kill_op is not None:
-            _arm(kill_op, kill_at)
-        train_full.train(epochs=EPOCHS, step_sleep=0.004)
-
-    return child
-
-
-def _arm(op: str, at: int) -> None:
-    """SIGKILL this process at the ``at``-th call of a file operation (rename, fsync, unlink, write)."""
-    import batcher.metrics
-    import batcher.store
-
-    calls = {"n": 0}
-
-    def wrap(real: Callable[..., object]) -> Callable[..., object]:
-        def wrapped(*args: object, **kwargs: object) -> object:
-            calls["n"] += 1
-            if calls["n"] == at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return real(*args, **kwargs)
-
-        return wrapped
-
-    if op == "rename":
-        batcher.store.os.replace = wrap(os.replace)  # type: ignore[assignment]
-    elif op == "fsync":
-        batcher.store.os.fsync = wrap(os.fsync)  # type: ignore[assignment]
-    elif op == "unlink":
-        Path.unlink = wrap(Path.unlink)  # type: ignore[method-assign]
-    elif op == "save":
-        batcher.store.torch.save = wrap(torch.save)  # type: ignore[assignment]
-    elif op == "log":
-        batcher.metrics.MetricLog.log = wrap(batcher.metrics.MetricLog.log)  # type: ignore[method-assign]
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[float]]:
-    run = tmp_path_factory.mktemp("reference")
-    pid = _fork(_segment(run, budget_s=3600, kill_op=None, kill_at=0))
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    return batcher.load_checkpoint(run)["objects"], [r["loss"] for r in rows]
-
-
-@pytest.mark.parametrize("seed", [int(os.environ.get("TEST_KILL_SEED", "1"))])
-def test_random_kills_lose_nothing(tmp_path: Path, reference: tuple[dict, list[float]], seed: int) -> None:
-    rng = random.Random(seed)
-    run = tmp_path / "run"
-    kills = stops = 0
-    kinds: dict[str, int] = {}
-    for _ in range(400):
-        plan = rng.random()
-        # before the first save the library assumes a slow disk (1 s); give it room to measure one
-        budget = 0.5 if (run / "ckpt" / "manifest.json").exists() else 1.3
-        if plan < 0.45:  # at a file operation: rename, fsync, unlink, torch.save, metric write
-            op = rng.choice(list(CALLS_PER_SEGMENT))
-            at = rng.randint(1, CALLS_PER_SEGMENT[op])
-            pid = _fork(_segment(run, budget_s=budget, kill_op=op, kill_at=at))
-        else:  # at a random instant, mid-step or mid-save
-            op = "time"
-            pid = _fork(_segment(run, budget_s=budget, kill_op=None, kill_at=0))
-            if plan < 0.9:
-                time.sleep(rng.uniform(0.0, budget))
-                os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
-            kills += 1
-            kinds[op] = kinds.get(op, 0) + 1
-        else:
-            code = os.waitstatus_to_exitcode(status)
-            log = (tmp_path / "children.log").read_text()[-3000:]
-            assert code == 0, f"segment failed with exit {code} after {kills} kills:\n{log}"
-            stops += 1
-            last = max((run / "status").glob("seg-*.json"), key=lambda p: p.stat().st_mtime)
-            if json.loads(last.read_text())["status"] == "done" and kills >= 50 and set(kinds) == KINDS:
-                break
-            if json.loads(last.read_text())["status"] == "done":
-                _reset_to_fresh(run)  # keep attacking from the start until 50 kills landed
-    assert kills >= 50, (kills, kinds)
-    assert set(kinds) == KINDS, kinds
-    objects, losses = reference
-    final = batcher.load_checkpoint(run)
+    expected, final = batcher.load_checkpoint(ref), batcher.load_checkpoint(run)
     assert final["done"]
-    for name, state in objects.items():
-        _same(state, final["objects"][name])
+    _same(expected["objects"], final["objects"])
+    losses = [json.loads(x)["loss"] for x in (ref / "metrics.jsonl").read_text().splitlines()]
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["_seq"] for r in rows] == list(range(STEPS))
     assert [r["loss"] for r in rows] == losses
-
-
-def _reset_to_fresh(run: Path) -> None:
-    import shutil
-
-    shutil.move(run, run.with_name(run.name + f".done-{time.time_ns()}"))
 
 
 def _same(a: object, b: object) -> None:

@@ -1,7 +1,7 @@
 """End to end on a real one-node Slurm cluster (tests/slurm/cluster.sh up), through profiles/das5.
 
-Only the policy (a 1-minute fixed policy, or das5 with a pinned clock), the stop signal's lead and
-the status-check start are overridden; partition `defq` matches the test cluster's.
+Only the policy (a 1- or 2-minute fixed policy, or das5 with a pinned clock) and the stop signal's
+lead are overridden; partition `defq` matches the test cluster's.
 """
 
 from __future__ import annotations
@@ -62,8 +62,6 @@ def _snakemake_argv(*config: str) -> list[str]:
         "snakemake",
         "--profile",
         "profiles/das5",
-        "--slurm-init-seconds-before-status-checks",
-        "3",
         "--config",
         *config,
     ]

@@ -110,7 +110,7 @@ start_mariadb() {
     if ! pgrep -x mariadbd >/dev/null; then
         mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
         [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql >/dev/null
-        (cd / && nohup /usr/sbin/mariadbd --user=mysql >"$LOG/mariadb.log" 2>&1 &)
+        setsid -f /usr/sbin/mariadbd --user=mysql >"$LOG/mariadb.log" 2>&1 </dev/null
         wait_for 30 MariaDB mariadb -e "select 1"
     fi
     mariadb -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurm';
