@@ -58,7 +58,7 @@ def _segment(run_dir: Path, *, budget_s: float, kill_op: str | None, kill_at: in
         sys.stderr = open(run_dir.parent / "children.log", "a")
         if kill_op is not None:
             _arm(kill_op, kill_at)
-        train_full.train(epochs=EPOCHS, step_sleep=0.004)
+        train_full.train(epochs=EPOCHS, step_sleep=0.02)
 
     return child
 
