@@ -111,8 +111,8 @@ start_mariadb() {
         mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
         [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql >/dev/null
         setsid -f /usr/sbin/mariadbd --user=mysql >"$LOG/mariadb.log" 2>&1 </dev/null
-        wait_for 30 MariaDB mariadb -e "select 1"
     fi
+    wait_for 30 MariaDB mariadb -e "select 1"
     mariadb -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurm';
                 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
 }
@@ -145,9 +145,11 @@ down() {
         scancel --user=root >/dev/null 2>&1 || true
     fi
     for d in slurmd slurmctld slurmdbd; do pkill -x "$d" 2>/dev/null || true; done
-    for _ in $(seq 1 40); do pgrep -x 'slurmd|slurmctld|slurmdbd' >/dev/null || break; sleep 0.25; done
+    for _ in $(seq 1 40); do pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null || pgrep -x slurmdbd >/dev/null || break; sleep 0.25; done
     pkill -x mariadbd 2>/dev/null || true
     pkill -x munged 2>/dev/null || true
+    # wait for them to be gone: an `up` right after must not find a server that is shutting down
+    for _ in $(seq 1 120); do pgrep -x mariadbd >/dev/null || pgrep -x munged >/dev/null || break; sleep 0.25; done
     rm -f /run/slurmctld.pid /run/slurmd.pid /run/slurmdbd.pid
     log "down"
 }
