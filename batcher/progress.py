@@ -73,11 +73,8 @@ def experiment_progress(exp: Experiment, *, root: Path, now: datetime | None = N
     epoch = 0.0
     if last is not None:
         epoch = float(last.get("epoch", 0))
-        total_batches = last.get("batch", 0)
         if last.get("progress") is not None and last.get("total"):
-            epoch = float(last["progress"]) * float(last["total"])
-        elif total_batches:
-            epoch += 0.0
+            epoch = float(last["progress"]) * float(last["total"])  # counts a part-done epoch too
     progress = min(1.0, epoch / exp.length) if exp.length else 1.0
     done = last is not None and last["status"] == "done" and (last.get("total") or 0) >= exp.length
     running = _locked(run / "lock") if (run / "lock").exists() else False
