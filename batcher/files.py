@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from batcher.errors import BatcherError, SaveError
 
-__all__ = ["atomic_write_bytes", "default_algorithm", "file_digest", "fsync_dir", "new_hash"]
+__all__ = ["atomic_path", "atomic_write_bytes", "default_algorithm", "file_digest", "fsync_dir", "new_hash"]
 
 _CHUNK = 8 << 20
 
@@ -50,29 +50,44 @@ def _save_error(what: str, path: Path, exc: OSError, keep_note: str) -> SaveErro
 
 
 @contextmanager
-def _atomic_file(path: Path, fault: FaultHook, keep_note: str, what: str) -> Iterator[IO[bytes]]:
+def atomic_path(path: Path, *, fault: FaultHook, keep_note: str, what: str) -> Iterator[Path]:
+    """Yield a temporary name beside ``path``; once the caller has written it, make it ``path``.
+
+    After the body: fsync the file, rename it over ``path``, fsync the folder. On any error the
+    temporary file is removed and ``path`` is untouched; an ``OSError`` becomes a
+    :class:`SaveError` that says what to do (``keep_note`` says what is still intact).
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            yield f
-            f.flush()
-            fault(f"{what}:before-fsync")
-            os.fsync(f.fileno())
+        yield tmp
+        fault(f"{what}:before-fsync")
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         fault(f"{what}:before-rename")
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        _discard(tmp)
         raise _save_error(what, path, exc, keep_note) from exc
     except BaseException:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
+
+
+def _discard(tmp: Path) -> None:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+@contextmanager
+def _atomic_file(path: Path, fault: FaultHook, keep_note: str, what: str) -> Iterator[IO[bytes]]:
+    with atomic_path(path, fault=fault, keep_note=keep_note, what=what) as tmp, open(tmp, "wb") as f:
+        yield f
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, what: str = "file", fault: FaultHook = _no_fault) -> None:

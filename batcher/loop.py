@@ -204,6 +204,7 @@ class Segment:
         self._closed = True
         self._metrics.close()
         self._signals.restore()
+        self._store.wait_for_cleanup()  # old checkpoints go before another process may take the run
         self._lock.release()
 
     # -- the loops -------------------------------------------------------------------------------

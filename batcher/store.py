@@ -12,15 +12,17 @@ package) before anything loaded is trusted; ``torch.load(weights_only=True)`` ca
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 
@@ -30,11 +32,11 @@ from batcher.files import (
     _atomic_file,
     _no_fault,
     _save_error,
+    atomic_path,
     atomic_write_bytes,
     default_algorithm,
     file_digest,
     fsync_dir,
-    new_hash,
 )
 
 __all__ = [
@@ -50,7 +52,7 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 _NAME = re.compile(r"^step-(\d{9,})\.pt$")
 _TMP = re.compile(r"^\.(.+)\.tmp-(\d+)$")
-_CHUNK = 8 << 20
+_FULL_BELOW = 4 << 20  # free bytes under which a failed write means a full disk
 
 #: puts a loaded state into the live objects (see :meth:`CheckpointStore.load_latest`)
 Apply = Callable[[dict[str, Any], "CheckpointInfo"], None]
@@ -79,41 +81,24 @@ class LoadedCheckpoint:
     problems: list[str] = field(default_factory=list)
 
 
-class _HashingWriter:
-    """A write-only file wrapper that hashes every byte on its way to disk (one pass, no re-read).
+def _torch_save(state: dict[str, Any], tmp: Path) -> None:
+    """``torch.save`` to a file name: torch's C++ writer, much faster than a Python file object.
 
-    Large records (tensor storages) are hashed on a second thread while the same bytes are
-    written: hashlib and file writes both release the GIL, so the hash costs almost no time.
+    That writer reports a failed write as a bare RuntimeError; turn it back into the OSError a
+    user can act on (a full disk is recognised by the space left on it).
     """
-
-    _PARALLEL_MIN = 1 << 20
-
-    def __init__(self, f: IO[bytes], pool: ThreadPoolExecutor, algorithm: str) -> None:
-        self._f = f
-        self._pool = pool
-        self.hash = new_hash(algorithm)
-        self.size = 0
-        self.error: OSError | None = None
-
-    def write(self, data: Any) -> int:
-        pending = None
-        if len(data) >= self._PARALLEL_MIN:
-            pending = self._pool.submit(self.hash.update, data)
-        else:
-            self.hash.update(data)
+    open(tmp, "wb").close()  # a missing or read-only folder fails here with its real errno
+    try:
+        torch.save(state, str(tmp))
+    except RuntimeError as exc:
         try:
-            n = self._f.write(data)
-        except OSError as exc:
-            self.error = self.error or exc
-            raise
-        finally:
-            if pending is not None:
-                pending.result()
-        self.size += n
-        return n
-
-    def flush(self) -> None:
-        self._f.flush()
+            st = os.statvfs(tmp.parent)
+            full = st.f_bavail * st.f_frsize < _FULL_BELOW
+        except OSError:
+            full = False
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
+        raise OSError(errno.EIO, f"torch.save failed: {exc}") from exc
 
 
 class CheckpointStore:
@@ -132,6 +117,7 @@ class CheckpointStore:
         self.algorithm = default_algorithm()
         self._fault = fault
         self._bad: set[str] = set()
+        self._cleanup: threading.Thread | None = None
 
     # -- reading -------------------------------------------------------------------------------
     @property
@@ -280,6 +266,7 @@ class CheckpointStore:
         A crash at any point leaves the previous checkpoint listed and intact.
         """
         t0 = time.perf_counter()
+        self.wait_for_cleanup()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -294,23 +281,21 @@ class CheckpointStore:
         )
         name = f"step-{step:09d}.pt"
         path = self.directory / name
-        with _atomic_file(path, self._fault, keep_note, "checkpoint") as f, ThreadPoolExecutor(1) as pool:
-            writer = _HashingWriter(f, pool, self.algorithm)
-            try:
-                torch.save(state, writer)  # type: ignore[arg-type]
-            except Exception:
-                # torch's zip writer hides a full disk behind its own RuntimeError on cleanup
-                if writer.error is not None:
-                    raise writer.error from None
-                raise
-            self._fault("checkpoint:written")
+        with ThreadPoolExecutor(1) as pool:
+            with atomic_path(path, fault=self._fault, keep_note=keep_note, what="checkpoint") as tmp:
+                _torch_save(state, tmp)
+                self._fault("checkpoint:written")
+                # hash (reading the page cache) while the kernel writes the same file to disk
+                digest = pool.submit(file_digest, tmp, self.algorithm)
+                size = tmp.stat().st_size
+            hexdigest = digest.result()
         info = CheckpointInfo(
             file=name,
             step=step,
             segment=segment,
-            digest=str(writer.hash.hexdigest()),
+            digest=hexdigest,
             algorithm=self.algorithm,
-            size=writer.size,
+            size=size,
             created=time.time(),
             save_s=time.perf_counter() - t0,
         )
@@ -318,12 +303,30 @@ class CheckpointStore:
         kept, dropped = entries[-self.keep :], entries[: -self.keep]
         self._write_manifest(kept, keep_note)
         self._fault("manifest:written")
-        for old in dropped:
-            (self.directory / old.file).unlink(missing_ok=True)
-            self._fault("retention:deleted-one")
         self._quarantine_bad()
-        self._remove_orphans(kept)
+        # Deleting a big file takes the file system a while (0.75 s for 1 GB here); the new
+        # checkpoint is already durable, so the loop goes on while old ones are removed. A kill
+        # meanwhile leaves an unlisted file that the next save removes.
+        self._cleanup = threading.Thread(
+            target=self._remove_old, args=(dropped, kept), name="batcher-retention"
+        )
+        self._cleanup.start()
         return info
+
+    def wait_for_cleanup(self) -> None:
+        """Wait until checkpoints dropped by the last :meth:`save` are deleted."""
+        if self._cleanup is not None:
+            self._cleanup.join()
+            self._cleanup = None
+
+    def _remove_old(self, dropped: list[CheckpointInfo], kept: list[CheckpointInfo]) -> None:
+        try:
+            for old in dropped:
+                (self.directory / old.file).unlink(missing_ok=True)
+                self._fault("retention:deleted-one")
+            self._remove_orphans(kept)
+        except OSError:
+            pass  # left for the next save, which removes files the manifest no longer lists
 
     def _write_manifest(self, entries: list[CheckpointInfo], keep_note: str) -> None:
         doc = {"format": FORMAT, "checkpoints": [asdict(e) for e in entries]}

@@ -20,6 +20,7 @@ def _filled(tmp_path: Path, count: int = 3, keep: int = 3) -> CheckpointStore:
     store = CheckpointStore(tmp_path / "ckpt", keep=keep)
     for i in range(1, count + 1):
         store.save(_state(i), step=i * 10, segment=i)
+    store.wait_for_cleanup()  # old checkpoints are deleted on a background thread
     return store
 
 
@@ -159,6 +160,7 @@ def test_crash_between_manifest_and_retention_is_cleaned_up(tmp_path: Path) -> N
         CheckpointStore(store.directory, keep=2, fault=fault).save(_state(3), step=30, segment=3)
     assert (store.directory / "step-000000010.pt").exists()  # not yet deleted
     store.save(_state(4), step=40, segment=4)
+    store.wait_for_cleanup()
     assert sorted(p.name for p in store.directory.glob("step-*")) == [
         "step-000000030.pt",
         "step-000000040.pt",

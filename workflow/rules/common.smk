@@ -64,6 +64,8 @@ def last_segment(wildcards):
 
     Reads the small status files already on disk instead of calling .get() on every segment,
     so restarting a long finished chain costs one file read per segment, not a DAG re-evaluation.
+    This is also what orders a chain: segment N is asked for only once segment N-1's status file
+    says unfinished, so at most one segment per experiment is ever scheduled.
     """
     exp = wildcards.exp
     n = 0
@@ -79,15 +81,6 @@ def last_segment(wildcards):
         if is_final(status, exp):
             return seg_path(exp, n)
         n += 1
-
-
-def previous_segment(wildcards):
-    n = int(wildcards.n)
-    return (
-        []
-        if n == 0
-        else SEG.format(exp=wildcards.exp, run=wildcards.run, n=f"{n - 1:04d}")
-    )
 
 
 def _experiment(wildcards):

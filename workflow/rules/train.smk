@@ -1,9 +1,11 @@
 # One time-boxed training segment per job; segment N+1 exists only if segment N was unfinished.
+# The order comes from last_segment (common.smk), which asks for segment N+1 only after it has read
+# segment N's status file. Segments have no input edge to each other on purpose: with one, Snakemake
+# puts every finished segment of a chain into the DAG (and evaluates its params and resources) on
+# each start; without it, a restart costs one status-file read per finished segment.
 
 
 checkpoint segment:
-    input:
-        previous_segment,
     output:
         "runs/{exp}/{run}/status/seg-{n}.json",
     log:
