@@ -33,9 +33,10 @@ class Experiment:
     args: Mapping[str, Any]
     length: int
     length_arg: str = "epochs"
-    cpus: int = 1
+    cpus: int = 1  # per process
     mem_mb: int = 2000
     gpus: int = 0
+    tasks: int = 1  # processes on the node, started with torchrun when more than one
     policy_spec: Any = None
     policy: Policy | None = field(default=None, compare=False)
 
@@ -168,6 +169,7 @@ def load_experiments(
             cpus=int(resources.get("cpus", 1)),
             mem_mb=int(resources.get("mem_mb", 2000)),
             gpus=int(resources.get("gpus", 0)),
+            tasks=int(resources.get("tasks", 1)),
             policy_spec=policy_spec,
             policy=policy,
         )

@@ -22,10 +22,11 @@ from typing import IO, Any, NoReturn, TypeVar
 import torch
 
 from batcher.deadline import Deadline, process_start_time, resolve_deadline
-from batcher.errors import BatcherError, NotFinishedError, SlotTooShortError
+from batcher.errors import BatcherError, NotFinishedError, SaveError, SlotTooShortError
 from batcher.lock import RunLock
 from batcher.metrics import MetricLog
 from batcher.policy import Policy
+from batcher.ranks import DEADLINE, NO_STOP, SIGNAL, Ranks
 from batcher.signals import DEFAULT_STOP_SIGNALS, StopSignals, parse_signals
 from batcher.slurm import SlurmWarning
 from batcher.state import capture_rng, check_stateful, load_objects, restore_rng, save_objects
@@ -38,6 +39,13 @@ __all__ = ["Segment", "SegmentStopped", "segment"]
 
 T = TypeVar("T")
 STATE_FORMAT = 1
+
+
+class SaveFailed:
+    """Rank 0's save error, sent to the other ranks so that all of them stop with it."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
 
 
 class SegmentStopped(SystemExit):
@@ -98,6 +106,7 @@ class Segment:
     ) -> None:
         self.run_dir = run_dir
         self._slurm_warning = slurm_warning
+        self._ranks = Ranks()
         self.experiment = experiment
         self.index = index
         self.deadline = deadline
@@ -141,14 +150,18 @@ class Segment:
 
     # -- life cycle ------------------------------------------------------------------------------
     def _open(self) -> None:
-        self._lock.acquire()
+        if self._ranks.main:
+            self._lock.acquire()
         self._signals.install()
         t0 = self._clock()
         loaded = self._store.load_latest(apply=self._restore)
         if loaded is not None:
             for problem in loaded.problems:
                 self._say(f"WARNING: {problem}")
-        self._metrics.resume(self._metrics_seq if loaded else 0)
+        if self._ranks.main:
+            self._metrics.resume(self._metrics_seq if loaded else 0)
+        else:
+            self._metrics.seq = self._metrics_seq if loaded else 0
         self._t_load = self._clock() - t0
         self._last_boundary = self._clock()
         self._last_progress = self._last_boundary
@@ -184,8 +197,16 @@ class Segment:
             pos["tick"],
         )
         self._start_step = self._step
-        self._pending_rng = state["rng"]
-        self._resume_epoch_rng = state.get("epoch_rng")
+        by_rank = state.get("rng_by_rank") or [state["rng"]]
+        epoch_by_rank = state.get("epoch_rng_by_rank") or [state.get("epoch_rng")]
+        self._pending_rng = by_rank[self._ranks.rank % len(by_rank)]
+        self._resume_epoch_rng = epoch_by_rank[self._ranks.rank % len(epoch_by_rank)]
+        if len(by_rank) != self._ranks.world and self._ranks.main:
+            self._say(
+                f"WARNING: this checkpoint was saved by {len(by_rank)} process(es) and resumes on "
+                f"{self._ranks.world}: training continues, but the data order from here on (and a "
+                "sampler's split of the current epoch) differs from a run on one rank count"
+            )
         self._metrics_seq = int(state["metrics_seq"])
         timing = state.get("timing", {})
         self._batch_time = DurationEstimator(history=timing.get("batch", []))
@@ -206,6 +227,7 @@ class Segment:
         self._signals.restore()
         self._store.wait_for_cleanup()  # old checkpoints go before another process may take the run
         self._lock.release()
+        self._ranks.settle()
 
     # -- the loops -------------------------------------------------------------------------------
     def range(self, stop: int) -> Iterator[int]:
@@ -286,6 +308,7 @@ class Segment:
 
     def _check(self, *, next_kind: str, now: float | None = None) -> None:
         now = self._clock() if now is None else now
+        code, reason, step, save = NO_STOP, "", 0.0, 0.0
         if self._signals.received:
             received: str | None = self._signals.received
             if self._slurm_warning is not None:
@@ -302,14 +325,19 @@ class Segment:
                     )
                     received = None
             if received:
-                self._stop(f"signal {received}")
-        if self.deadline.at is not None:
+                code, reason = SIGNAL, f"signal {received}"
+        if code == NO_STOP and self.deadline.at is not None:
             step = (self._batch_time if next_kind == "batch" else self._epoch_time).predict() or 0.0
             if self._state_size is None:
                 self._state_size = _state_bytes(save_objects(self._stateful))
             save = self._save_time.predict(self._state_size)
             if now + step + save + self.margin_s > self.deadline.at:
-                self._stop("deadline", step_s=step, save_s=save, now=now)
+                code, reason = DEADLINE, "deadline"
+        agreed = self._ranks.agree_stop(code)
+        if agreed != NO_STOP:
+            if code == NO_STOP or agreed > code:
+                reason = "deadline" if agreed == DEADLINE else "signal on another rank"
+            self._stop(reason, step_s=step, save_s=save, now=now)
         if self._progress_every_s and now - self._last_progress >= self._progress_every_s:
             self._last_progress = now
             self._progress(now)
@@ -324,7 +352,7 @@ class Segment:
         self._say(f"{where} | step {self._step} | {rate:.3g} steps/s{left}")
 
     def _stop(self, reason: str, *, step_s: float = 0.0, save_s: float = 0.0, now: float = 0.0) -> NoReturn:
-        if reason == "deadline" and not self._dirty:
+        if reason == "deadline" and not self._dirty:  # the same on every rank: all raise
             left = (self.deadline.at or now) - now
             self._close()
             raise SlotTooShortError(
@@ -346,6 +374,7 @@ class Segment:
             f"+{self._step - self._start_step} this segment){spare}; run again to continue"
         )
         self._close()
+        self._ranks.finish()
         raise SegmentStopped(0)
 
     # -- saving ----------------------------------------------------------------------------------
@@ -357,12 +386,16 @@ class Segment:
                 f"seg.values must be JSON-serializable ({exc}); store numbers, strings, lists and "
                 "dicts there, and objects with state_dict() as keyword arguments to batcher.segment()"
             ) from None
+        rng = self._ranks.gather(capture_rng())
+        epoch_rng = self._ranks.gather(self._epoch_rng if self._batch else None)
         return {
             "format": STATE_FORMAT,
             "objects": save_objects(self._stateful),
             "values": values,
-            "rng": capture_rng(),
-            "epoch_rng": self._epoch_rng if self._batch else None,
+            "rng": rng[0],
+            "epoch_rng": epoch_rng[0],
+            "rng_by_rank": rng,
+            "epoch_rng_by_rank": epoch_rng,
             "pos": {"epoch": self._epoch, "batch": self._batch, "step": self._step, "tick": self._tick},
             "total": self._total,
             "metrics_seq": self._metrics.seq,
@@ -377,8 +410,21 @@ class Segment:
 
     def _save(self) -> CheckpointInfo:
         t0 = self._clock()
-        self._metrics.sync()
-        info = self._store.save(self._state(), step=self._tick, segment=self.index)
+        state = self._state()  # a collective under torch.distributed: every rank takes part
+        info: CheckpointInfo | SaveFailed
+        if self._ranks.main:
+            try:
+                self._metrics.sync()
+                info = self._store.save(state, step=self._tick, segment=self.index)
+            except BatcherError as exc:
+                info = SaveFailed(str(exc))
+                if not self._ranks.active:
+                    raise
+        info = self._ranks.from_main(info if self._ranks.main else None)
+        if isinstance(info, SaveFailed):
+            raise SaveError(
+                f"rank 0 could not save: {info.message}" if not self._ranks.main else info.message
+            )
         self._t_save += self._clock() - t0
         self._save_time.add(info.save_s, info.size)
         self._state_size = info.size
@@ -387,6 +433,8 @@ class Segment:
         return info
 
     def _write_status(self, state: str, reason: str) -> None:
+        if not self._ranks.main:
+            return
         now = self._clock()
         ckpt = self._last_ckpt
         write_status(
@@ -433,6 +481,9 @@ class Segment:
     # -- user-facing extras ----------------------------------------------------------------------
     def log(self, **metrics: Any) -> None:
         """Record one row of metrics (with epoch, step and segment added); never duplicated on resume."""
+        if not self._ranks.main:  # rank 0 keeps the log; the others only count rows
+            self._metrics.seq += 1
+            return
         row = {"epoch": self._epoch, "step": self._step, "segment": self.index, "time": time.time()}
         row.update(metrics)
         self._metrics.log(row)
@@ -475,7 +526,8 @@ class Segment:
         return self._last_ckpt is not None
 
     def _say(self, message: str) -> None:
-        print(f"[batcher] {message}", file=self._out, flush=True)
+        rank = f" rank {self._ranks.rank}" if self._ranks.active else ""
+        print(f"[batcher{rank}] {message}", file=self._out, flush=True)
 
 
 def _fast_forward(loader: Any, it: Iterator[Any], count: int) -> None:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 from conftest import ROOT, python_env
+
+import batcher
+
+TRAIN_FULL = ROOT / "tests" / "scripts" / "train_full.py"
+TRAIN_DDP = ROOT / "tests" / "scripts" / "train_ddp.py"
+EXAMPLE = ROOT / "examples" / "train.py"
 
 # Starts the clock after `import torch`, so a segment's training time does not depend on how long
 # the import takes on a loaded machine.
 _LAUNCH = (
-    "import os, runpy, sys, time, torch, torch._dynamo, torch.optim; "
+    "import os, runpy, sys, time, torch, torch._dynamo, torch.optim, torch.distributed; "
     "budget = os.environ.pop('TEST_BUDGET_S', ''); "
     "budget and os.environ.__setitem__('BATCHER_DEADLINE', '@%f' % (time.time() + float(budget))); "
     "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
@@ -52,5 +60,65 @@ def run_chain(
     raise AssertionError(f"not done after {max_segments} segments")
 
 
-TRAIN_FULL = ROOT / "tests" / "scripts" / "train_full.py"
-EXAMPLE = ROOT / "examples" / "train.py"
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_ranks(
+    run_dir: Path,
+    args: list[str],
+    *,
+    budget_s: float | None = None,
+    per_rank_args: dict[int, list[str]] | None = None,
+    world: int = 2,
+) -> list[subprocess.CompletedProcess[str]]:
+    """Start all ranks of one segment and wait for them."""
+    port = str(_free_port())
+    procs = []
+    for rank in range(world):
+        env = python_env(
+            RANK=str(rank),
+            WORLD_SIZE=str(world),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+            BATCHER_RUN_DIR=str(run_dir),
+            BATCHER_MARGIN_S="0.2",
+            BATCHER_PROGRESS_S="0",
+        )
+        if budget_s is not None:
+            env["TEST_BUDGET_S"] = str(budget_s)
+        argv = [sys.executable, "-c", _LAUNCH, str(TRAIN_DDP), *args, *(per_rank_args or {}).get(rank, [])]
+        procs.append(
+            subprocess.Popen(
+                argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=120)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return out
+
+
+def losses(run_dir: Path) -> list[float]:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["_seq"] for r in rows] == list(range(len(rows)))
+    return [r["loss"] for r in rows]
+
+
+def same_final_state(a: Path, b: Path) -> None:
+    x, y = batcher.load_checkpoint(a), batcher.load_checkpoint(b)
+    assert x["done"] and y["done"]
+    for name in ("model", "optimizer"):
+        sa, sb = x["objects"][name], y["objects"][name]
+        flat_a = sa["state"] if name == "optimizer" else sa
+        flat_b = sb["state"] if name == "optimizer" else sb
+        for k in flat_a:
+            va, vb = flat_a[k], flat_b[k]
+            if isinstance(va, dict):
+                assert all(torch.equal(va[i], vb[i]) for i in va), (name, k)
+            else:
+                assert torch.equal(va, vb), (name, k)
+    assert x["values"] == y["values"]

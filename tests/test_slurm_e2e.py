@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT, python_env
-from helpers import TRAIN_FULL, run_segment
+from helpers import TRAIN_DDP, TRAIN_FULL, losses, run_ranks, run_segment, same_final_state
 
 import batcher
 
@@ -51,6 +51,7 @@ def _workdir(tmp_path: Path, experiments: dict) -> Path:
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
     (tmp_path / "scripts").mkdir()
     shutil.copy(TRAIN_FULL, tmp_path / "scripts" / "train_full.py")
+    shutil.copy(TRAIN_DDP, tmp_path / "scripts" / "train_ddp.py")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"experiments": experiments}))
     return tmp_path
 
@@ -139,6 +140,44 @@ def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: P
         assert 0 < (deadline - ended).total_seconds() <= 5 + 8, s
     model, losses = _uninterrupted(tmp_path, 6)
     _assert_matches(workdir, "a", model, losses)
+
+
+def test_two_task_chain_through_slurm(tmp_path: Path) -> None:
+    """`resources: {tasks: 2}`: each Slurm job runs two ranks (torchrun on the node) that stop
+    together at Slurm's end time; the chain equals an uninterrupted two-rank run."""
+    exp = {
+        "d": {
+            "script": "scripts/train_ddp.py",
+            "args": {"step-sleep": 0.6},
+            "length": 5,  # 80 steps of 0.6 s: two or three 60 s jobs
+            "resources": {"tasks": 2},
+        }
+    }
+    workdir = _workdir(tmp_path / "wf", exp)
+    t0 = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+    out = subprocess.run(
+        _snakemake_argv("policy=fixed:60s", "margin_s=5", "stop_signal=URG@1"),
+        cwd=workdir,
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    statuses = _statuses(workdir, "d")
+    assert len(statuses) >= 2 and statuses[-1]["status"] == "done"
+    assert all(s["deadline_source"] == "Slurm end time (squeue)" for s in statuses[:-1]), statuses
+    jobs = [row for row in _sacct() if row["start"] >= t0]
+    assert len(jobs) == len(statuses) and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
+    cpus = _sh("sacct", "-n", "-X", "-P", "-o", "AllocCPUS", "-j", ",".join(j["id"] for j in jobs)).split()
+    assert all(int(c) >= 2 for c in cpus), cpus  # one CPU per rank at least
+    logs = sorted((workdir / "runs" / "d").glob("*/logs/seg-*.log"))
+    assert all("[batcher rank 1]" in log.read_text() for log in logs)
+    whole = run_ranks(tmp_path / "whole", ["--epochs", "5"])
+    assert [p.returncode for p in whole] == [0, 0]
+    (run,) = (workdir / "runs" / "d").iterdir()
+    same_final_state(tmp_path / "whole", run)
+    assert losses(tmp_path / "whole") == losses(run)
 
 
 def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:

@@ -148,7 +148,18 @@ def segment_command(wildcards, output, threads):
         env["BATCHER_KEEP"] = str(config["keep"])
     if "margin_s" in config:
         env["BATCHER_MARGIN_S"] = str(config["margin_s"])
-    argv = [sys.executable, exp.script, *exp.command_args()]
+    launcher = [sys.executable]
+    if (
+        exp.tasks > 1
+    ):  # one process per task on this node, with RANK/WORLD_SIZE set for each
+        launcher += [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={exp.tasks}",
+        ]
+        env["OMP_NUM_THREADS"] = str(exp.cpus)
+    argv = [*launcher, exp.script, *exp.command_args()]
     return (
         " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         + " exec "

@@ -12,7 +12,7 @@ checkpoint segment:
         "runs/{exp}/{run}/logs/seg-{n}.log",
     conda:
         "../envs/batcher.yaml"
-    threads: lambda wildcards: _experiment(wildcards).cpus
+    threads: lambda wildcards: _experiment(wildcards).cpus * _experiment(wildcards).tasks
     resources:
         runtime=runtime_minutes,
         mem_mb=lambda wildcards: _experiment(wildcards).mem_mb,

@@ -1,0 +1,81 @@
+"""Test training under torch.distributed (gloo, CPU): DDP, DistributedSampler with shuffling, dropout, Adam.
+
+Run one process per rank with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set (as torchrun does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import time
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+import batcher
+
+p = argparse.ArgumentParser()
+p.add_argument("--epochs", type=int, default=3)
+p.add_argument("--step-sleep", type=float, default=0.0)
+p.add_argument("--signal-at-step", type=int, default=0, help="this rank sends itself SIGUSR1 after step N")
+p.add_argument(
+    "--kill-in-save",
+    action="store_true",
+    help="SIGKILL this rank during the first save: rank 0 after writing the temp file, before it is "
+    "committed; another rank while it waits for rank 0 to finish writing",
+)
+args = p.parse_args()
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+if args.kill_in_save:
+    import batcher.ranks
+    import batcher.store
+
+    def _die(*_: object, **__: object) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if rank == 0:
+        real_save = batcher.store.torch.save
+
+        def save_then_die(obj: object, f: object, **k: object) -> None:
+            real_save(obj, f, **k)  # type: ignore[arg-type]
+            if isinstance(f, str):  # the checkpoint file, not the in-memory size estimate
+                _die()
+
+        batcher.store.torch.save = save_then_die  # type: ignore[assignment]
+    else:
+        batcher.ranks.Ranks.from_main = _die  # type: ignore[assignment,method-assign]
+torch.manual_seed(0)
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(1)
+x = torch.randn(256, 4, generator=g)
+y = (x.sum(1, keepdim=True) > 0).float()
+data = TensorDataset(x, y)
+sampler = DistributedSampler(data, shuffle=True, seed=3)
+loader = DataLoader(data, batch_size=8, sampler=sampler)
+model = DistributedDataParallel(nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1)))
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+loss_fn = nn.BCEWithLogitsLoss()
+
+seg = batcher.segment(model=model, optimizer=opt, values={"steps": 0})
+for epoch in seg.range(args.epochs):
+    sampler.set_epoch(epoch)
+    model.train()
+    for xb, yb in seg.iterate(loader):
+        opt.zero_grad()
+        loss = loss_fn(model(xb), yb) * (1 + 1e-3 * torch.rand(()).item())  # per-rank RNG in use
+        loss.backward()
+        opt.step()
+        seg.values["steps"] += 1
+        seg.log(loss=loss.item())
+        if args.step_sleep:
+            time.sleep(args.step_sleep)
+        if args.signal_at_step and seg.values["steps"] == args.signal_at_step:
+            os.kill(os.getpid(), signal.SIGUSR1)
+seg.done()
+dist.destroy_process_group()

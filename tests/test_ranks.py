@@ -1,0 +1,140 @@
+"""Two ranks (gloo, CPU) stop at the same step, save once, and resume bit for bit."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, python_env
+from helpers import TRAIN_DDP, losses, run_ranks, same_final_state
+
+import batcher
+
+
+def test_two_ranks_segmented_equals_uninterrupted(tmp_path: Path) -> None:
+    args = ["--epochs", "10", "--step-sleep", "0.04"]
+    whole = run_ranks(tmp_path / "whole", args)
+    assert all(p.returncode == 0 for p in whole), [p.stderr[-2000:] for p in whole]
+    segments = 0
+    for _ in range(30):
+        procs = run_ranks(tmp_path / "cut", args, budget_s=4.0)
+        assert [p.returncode for p in procs] == [0, 0], [p.stderr[-2000:] for p in procs]
+        segments += 1
+        status = json.loads(max((tmp_path / "cut" / "status").glob("seg-*.json")).read_text())
+        if status["status"] == "done":
+            break
+        # both ranks stopped at the same step
+        stops = [line for p in procs for line in p.stderr.splitlines() if "stopped:" in line]
+        where = {re.search(r"at (epoch \d+ batch \d+ \(step \d+)", s).group(1) for s in stops}  # type: ignore[union-attr]
+        assert len(stops) == 2 and len(where) == 1, stops
+    assert segments >= 3
+    same_final_state(tmp_path / "whole", tmp_path / "cut")
+    assert losses(tmp_path / "whole") == losses(tmp_path / "cut")
+
+
+def test_signal_to_one_rank_stops_both_cleanly(tmp_path: Path) -> None:
+    procs = run_ranks(tmp_path / "run", ["--epochs", "2"], per_rank_args={1: ["--signal-at-step", "5"]})
+    assert [p.returncode for p in procs] == [0, 0], [p.stderr[-2000:] for p in procs]
+    status = json.loads((tmp_path / "run" / "status" / "seg-0000.json").read_text())
+    assert status["status"] == "unfinished" and status["step"] == 5
+    assert status["stop_reason"] == "signal on another rank"  # rank 0 writes; rank 1 got the signal
+    assert "stopped: signal SIGUSR1" in procs[1].stderr
+    rest = run_ranks(tmp_path / "run", ["--epochs", "2"])
+    assert [p.returncode for p in rest] == [0, 0]
+    whole = run_ranks(tmp_path / "whole", ["--epochs", "2"])
+    assert [p.returncode for p in whole] == [0, 0]
+    same_final_state(tmp_path / "whole", tmp_path / "run")
+    assert losses(tmp_path / "whole") == losses(tmp_path / "run")
+
+
+@pytest.mark.parametrize("victim", [0, 1])
+def test_sigkill_of_one_rank_mid_save_keeps_the_last_checkpoint(tmp_path: Path, victim: int) -> None:
+    """Rank 0 killed after writing the temp file, or rank 1 killed while rank 0 writes: the others
+    fail promptly, the committed checkpoint loads, and the run finishes as if nothing happened."""
+    args = ["--epochs", "6", "--step-sleep", "0.04"]  # more than one 4 s slot
+    first = run_ranks(tmp_path / "run", args, budget_s=4.0)
+    assert [p.returncode for p in first] == [0, 0], [p.stderr[-2000:] for p in first]
+    before = batcher.load_checkpoint(tmp_path / "run")["step"]
+    killed = run_ranks(tmp_path / "run", args, budget_s=4.0, per_rank_args={victim: ["--kill-in-save"]})
+    assert killed[victim].returncode == -9
+    assert killed[1 - victim].returncode != 0  # a peer that died is an error, not a hang
+    ckpt = tmp_path / "run" / "ckpt"
+    after = batcher.load_checkpoint(tmp_path / "run")["step"]
+    if victim == 0:  # died between writing and committing: the temp file is left, the last good one loads
+        assert any(p.name.startswith(".step-") for p in ckpt.iterdir())
+        assert after == before
+    else:  # rank 0 committed its save before it noticed
+        assert after > before
+    for _ in range(10):
+        rest = run_ranks(tmp_path / "run", args)
+        assert [p.returncode for p in rest] == [0, 0], [p.stderr[-2000:] for p in rest]
+        if json.loads(max((tmp_path / "run" / "status").glob("seg-*.json")).read_text())["status"] == "done":
+            break
+    whole = run_ranks(tmp_path / "whole", args)
+    assert [p.returncode for p in whole] == [0, 0]
+    same_final_state(tmp_path / "whole", tmp_path / "run")
+    assert losses(tmp_path / "whole") == losses(tmp_path / "run")
+
+
+def test_run_of_two_ranks_continues_on_one(tmp_path: Path) -> None:
+    """DDP state is the same on every rank, so a run can move to fewer processes (with a warning)."""
+    args = ["--epochs", "6", "--step-sleep", "0.04"]  # 3.8 s of steps: more than one 4 s slot
+    first = run_ranks(tmp_path / "run", args, budget_s=4.0)
+    assert [p.returncode for p in first] == [0, 0], [p.stderr[-2000:] for p in first]
+    assert json.loads((tmp_path / "run" / "status" / "seg-0000.json").read_text())["status"] == "unfinished"
+    (alone,) = run_ranks(tmp_path / "run", args, world=1)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    assert "saved by 2 process(es) and resumes on 1" in alone.stderr
+    final = batcher.load_checkpoint(tmp_path / "run")
+    assert final["done"] and final["epoch"] == 6
+    losses(tmp_path / "run")  # one contiguous log
+
+
+@pytest.mark.workflow
+def test_workflow_runs_two_tasks_per_segment(tmp_path: Path) -> None:
+    """config `resources: {tasks: 2}` starts each segment with torchrun; the chain still equals one run."""
+    wd = tmp_path / "wf"
+    wd.mkdir()
+    for name in ("Snakefile", "workflow", "profiles"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / name)
+    (wd / "scripts").mkdir()
+    shutil.copy(TRAIN_DDP, wd / "scripts" / "train_ddp.py")
+    exp = {
+        "script": "scripts/train_ddp.py",
+        "args": {"step-sleep": 0.2},
+        "length": 4,
+        "resources": {"tasks": 2},
+    }
+    (wd / "config.yaml").write_text(yaml.safe_dump({"experiments": {"ddp": exp}}))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--profile",
+            "profiles/local",
+            "--config",
+            "policy=fixed:16s",
+            "margin_s=1",
+        ],
+        cwd=wd,
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((wd / "results" / "ddp" / "final.json").read_text())
+    assert summary["segments"] >= 2 and summary["steps"] == 64
+    whole = run_ranks(tmp_path / "whole", ["--epochs", "4"])
+    assert [p.returncode for p in whole] == [0, 0]
+    (run,) = (wd / "runs" / "ddp").iterdir()
+    same_final_state(tmp_path / "whole", run)
+    assert losses(tmp_path / "whole") == losses(run)
