@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from batcher.store import CheckpointStore
+from batcher.sharded import full_sharded_state
+from batcher.store import REST, CheckpointStore
 
-__all__ = ["load_checkpoint"]
+__all__ = ["load_checkpoint", "whole_state"]
 
 
 def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
@@ -23,6 +24,8 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     if loaded is None:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet (looked in {store.directory})")
     state = loaded.state
+    if "sharded_dir" in state:  # FSDP: put the shards back together
+        state = {**state, "objects": {**state["objects"], **full_sharded_state(Path(state["sharded_dir"]))}}
     return {
         "objects": state["objects"],
         "values": json.loads(state["values"]),
@@ -31,3 +34,16 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
         "done": bool(state.get("done")),
         "file": str(store.directory / loaded.info.file),
     }
+
+
+def whole_state(path: Path) -> dict[str, Any]:
+    """The state saved in a checkpoint file, or in a sharded checkpoint folder with its shards joined."""
+    import torch
+
+    if not path.is_dir():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        assert isinstance(state, dict)
+        return state
+    rest: dict[str, Any] = torch.load(path / REST, map_location="cpu", weights_only=True)
+    rest["objects"] = {**rest["objects"], **full_sharded_state(path)}
+    return rest

@@ -16,7 +16,17 @@ from typing import IO, Any
 
 from batcher.errors import BatcherError, SaveError
 
-__all__ = ["atomic_path", "atomic_write_bytes", "default_algorithm", "file_digest", "fsync_dir", "new_hash"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "checkpoint_digest",
+    "checkpoint_size",
+    "default_algorithm",
+    "file_digest",
+    "files_of",
+    "fsync_dir",
+    "new_hash",
+]
 
 _CHUNK = 8 << 20
 
@@ -126,4 +136,26 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
+    return str(h.hexdigest())
+
+
+def files_of(path: Path) -> list[Path]:
+    """The files of a sharded checkpoint folder, in a fixed order."""
+    return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def checkpoint_size(path: Path) -> int:
+    """Bytes of a checkpoint file, or of all files of a sharded checkpoint folder."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in files_of(path))
+    return path.stat().st_size
+
+
+def checkpoint_digest(path: Path, algorithm: str) -> str:
+    """A checkpoint file's digest; for a folder, the digest of each file's name and digest."""
+    if not path.is_dir():
+        return file_digest(path, algorithm)
+    h = new_hash(algorithm)
+    for f in files_of(path):
+        h.update(f"{f.relative_to(path).as_posix()}\0{file_digest(f, algorithm)}\n".encode())
     return str(h.hexdigest())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,11 +23,18 @@ from typing import IO, Any, NoReturn, TypeVar
 import torch
 
 from batcher.deadline import Deadline, process_start_time, resolve_deadline
-from batcher.errors import BatcherError, NotFinishedError, SaveError, SlotTooShortError
+from batcher.errors import (
+    BatcherError,
+    CheckpointMismatchError,
+    NotFinishedError,
+    SaveError,
+    SlotTooShortError,
+)
 from batcher.lock import RunLock
 from batcher.metrics import MetricLog
 from batcher.policy import Policy
 from batcher.ranks import DEADLINE, NO_STOP, SIGNAL, Ranks
+from batcher.sharded import ShardedState
 from batcher.signals import DEFAULT_STOP_SIGNALS, StopSignals, parse_signals
 from batcher.slurm import SlurmWarning
 from batcher.state import capture_rng, check_stateful, load_objects, restore_rng, save_objects
@@ -115,6 +123,11 @@ class Segment:
         self.values: dict[str, Any] = dict(values)
         self._objects = dict(objects)
         self._stateful = {k: v for k, v in self._objects.items() if hasattr(v, "state_dict")}
+        # FSDP: the model and its optimizers are saved as shards by every rank, the rest by rank 0
+        self._sharded = ShardedState.find(self._stateful) if self._ranks.active else None
+        self._replicated = {
+            k: v for k, v in self._stateful.items() if self._sharded is None or k not in self._sharded.names
+        }
         self._signals = signals
         self._clock = clock
         self._out = out
@@ -187,7 +200,19 @@ class Segment:
                 f"{self._store.directory / info.file} has state format {state.get('format')!r}, this "
                 f"torch-batcher reads format {STATE_FORMAT}; use the torch-batcher version that wrote it"
             )
-        load_objects(self._stateful, state["objects"], where=str(self._store.directory / info.file))
+        where = str(self._store.directory / info.file)
+        sharded_dir = state.get("sharded_dir")
+        if (sharded_dir is None) != (self._sharded is None):
+            raise CheckpointMismatchError(
+                f"checkpoint {where} was written "
+                + ("with sharded (FSDP) state" if sharded_dir else "without FSDP")
+                + " but this script "
+                + ("has no FSDP model under torch.distributed" if sharded_dir else "passes an FSDP model")
+                + "; resume a run the way it was started, or start a new run folder"
+            )
+        load_objects(self._replicated, state["objects"], where=where)
+        if self._sharded is not None and sharded_dir is not None:
+            self._sharded.load(Path(sharded_dir))
         self.values.update(json.loads(state["values"]))
         pos = state["pos"]
         self._epoch, self._batch, self._step, self._tick = (
@@ -390,7 +415,8 @@ class Segment:
         epoch_rng = self._ranks.gather(self._epoch_rng if self._batch else None)
         return {
             "format": STATE_FORMAT,
-            "objects": save_objects(self._stateful),
+            "objects": save_objects(self._replicated),
+            "sharded": sorted(self._sharded.names) if self._sharded else [],
             "values": values,
             "rng": rng[0],
             "epoch_rng": epoch_rng[0],
@@ -411,8 +437,10 @@ class Segment:
     def _save(self) -> CheckpointInfo:
         t0 = self._clock()
         state = self._state()  # a collective under torch.distributed: every rank takes part
-        info: CheckpointInfo | SaveFailed
-        if self._ranks.main:
+        info: CheckpointInfo | SaveFailed | None = None
+        if self._sharded is not None:
+            info = self._save_sharded(state)
+        elif self._ranks.main:
             try:
                 self._metrics.sync()
                 info = self._store.save(state, step=self._tick, segment=self.index)
@@ -425,12 +453,51 @@ class Segment:
             raise SaveError(
                 f"rank 0 could not save: {info.message}" if not self._ranks.main else info.message
             )
+        assert info is not None
         self._t_save += self._clock() - t0
         self._save_time.add(info.save_s, info.size)
         self._state_size = info.size
         self._last_ckpt = info
         self._dirty = False
         return info
+
+    def _save_sharded(self, state: dict[str, Any]) -> CheckpointInfo | SaveFailed | None:
+        """Every rank writes its shards into rank 0's temporary folder; rank 0 commits it.
+
+        Returns rank 0's result (None on the other ranks; the caller broadcasts it).
+        """
+        assert self._sharded is not None
+        tmp: Path | SaveFailed | None = None
+        if self._ranks.main:
+            try:
+                self._metrics.sync()
+                tmp = self._store.prepare_sharded(self._tick)
+            except BatcherError as exc:
+                tmp = SaveFailed(str(exc))
+        tmp = self._ranks.from_main(tmp)
+        if isinstance(tmp, SaveFailed):
+            return tmp
+        assert tmp is not None
+        problem = ""
+        try:
+            self._sharded.save(tmp)
+        except Exception as exc:  # DCP raises on every rank when any rank failed to write
+            problem = f"writing the shards to {tmp} failed ({type(exc).__name__}: {exc})"
+        if self._ranks.agree_stop(1 if problem else 0):  # anyone failed: nobody commits
+            if self._ranks.main:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return SaveFailed(
+                    (problem or "another rank could not write its shards")
+                    + f"; check free space and permissions of {self._store.directory}. "
+                    + self._store.keep_note(self._tick)
+                )
+            return None
+        if not self._ranks.main:
+            return None
+        try:
+            return self._store.commit_sharded(tmp, state, step=self._tick, segment=self.index)
+        except BatcherError as exc:
+            return SaveFailed(str(exc))
 
     def _write_status(self, state: str, reason: str) -> None:
         if not self._ranks.main:

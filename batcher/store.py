@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -34,8 +35,11 @@ from batcher.files import (
     _save_error,
     atomic_path,
     atomic_write_bytes,
+    checkpoint_digest,
+    checkpoint_size,
     default_algorithm,
     file_digest,
+    files_of,
     fsync_dir,
 )
 
@@ -44,13 +48,15 @@ __all__ = [
     "CheckpointStore",
     "LoadedCheckpoint",
     "atomic_write_bytes",
+    "checkpoint_digest",
     "file_digest",
     "fsync_dir",
 ]
 
 MANIFEST = "manifest.json"
+REST = "rest.pt"  # in a sharded checkpoint folder: everything but the sharded objects
 FORMAT = 1
-_NAME = re.compile(r"^step-(\d{9,})\.pt$")
+_NAME = re.compile(r"^step-(\d{9,})\.(?:pt|dcp)$")
 _TMP = re.compile(r"^\.(.+)\.tmp-(\d+)$")
 _FULL_BELOW = 4 << 20  # free bytes under which a failed write means a full disk
 
@@ -79,6 +85,13 @@ class LoadedCheckpoint:
     state: dict[str, Any]
     info: CheckpointInfo
     problems: list[str] = field(default_factory=list)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _torch_save(state: dict[str, Any], tmp: Path) -> None:
@@ -158,7 +171,7 @@ class CheckpointStore:
         bad = self._check_size(info)
         if bad:
             return bad
-        digest = file_digest(path, info.algorithm)
+        digest = checkpoint_digest(path, info.algorithm)
         if digest != info.digest:
             return (
                 f"{path} fails its {info.algorithm} check (file {digest[:12]}…, manifest {info.digest[:12]}…)"
@@ -166,9 +179,12 @@ class CheckpointStore:
         return None
 
     def _load_file(self, path: Path) -> dict[str, Any]:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        sharded = path.is_dir()
+        state = torch.load(path / REST if sharded else path, map_location="cpu", weights_only=True, mmap=True)
         if not isinstance(state, dict):
             raise ValueError(f"{path} does not hold a torch-batcher state dict")
+        if sharded:
+            state["sharded_dir"] = str(path)  # the shards are read by torch.distributed.checkpoint
         return state
 
     def load_latest(self, apply: Apply | None = None) -> LoadedCheckpoint | None:
@@ -200,7 +216,8 @@ class CheckpointStore:
                 m = _NAME.match(name)
                 assert m is not None
                 st = (self.directory / name).stat()
-                entries.append(CheckpointInfo(name, int(m.group(1)), -1, "", st.st_size, st.st_mtime))
+                size = checkpoint_size(self.directory / name)
+                entries.append(CheckpointInfo(name, int(m.group(1)), -1, "", size, st.st_mtime))
             verified = False
         elif not entries:
             return None
@@ -212,7 +229,7 @@ class CheckpointStore:
                 self._bad.add(info.file)
                 continue
             with ThreadPoolExecutor(1) as pool:
-                digest = pool.submit(file_digest, path, info.algorithm) if verified else None
+                digest = pool.submit(checkpoint_digest, path, info.algorithm) if verified else None
                 error: BaseException | None = None
                 try:
                     state = self._load_file(path)
@@ -241,7 +258,7 @@ class CheckpointStore:
     def _check_size(self, info: CheckpointInfo) -> str | None:
         path = self.directory / info.file
         try:
-            size = path.stat().st_size
+            size = checkpoint_size(path)
         except FileNotFoundError:
             return f"{path} is missing"
         if size != info.size:
@@ -272,13 +289,7 @@ class CheckpointStore:
         except OSError as exc:
             raise _save_error("checkpoint folder", self.directory, exc, "No checkpoint was changed.") from exc
         self._remove_stale_temps()
-        previous, _ = self._read_manifest()
-        previous = [e for e in (previous or []) if e.file not in self._bad and e.step < step]
-        keep_note = (
-            f"The previous checkpoint (step {previous[-1].step}) is intact."
-            if previous
-            else "No earlier checkpoint existed."
-        )
+        previous, keep_note = self._previous(step)
         name = f"step-{step:09d}.pt"
         path = self.directory / name
         with ThreadPoolExecutor(1) as pool:
@@ -289,11 +300,38 @@ class CheckpointStore:
                 digest = pool.submit(file_digest, tmp, self.algorithm)
                 size = tmp.stat().st_size
             hexdigest = digest.result()
+        return self._commit(name, step, segment, hexdigest, size, t0, previous, keep_note)
+
+    def _previous(self, step: int) -> tuple[list[CheckpointInfo], str]:
+        previous, _ = self._read_manifest()
+        previous = [e for e in (previous or []) if e.file not in self._bad and e.step < step]
+        keep_note = (
+            f"The previous checkpoint (step {previous[-1].step}) is intact."
+            if previous
+            else "No earlier checkpoint existed."
+        )
+        return previous, keep_note
+
+    def keep_note(self, step: int) -> str:
+        """What a failed save of ``step`` leaves intact, for its error message."""
+        return self._previous(step)[1]
+
+    def _commit(
+        self,
+        name: str,
+        step: int,
+        segment: int,
+        digest: str,
+        size: int,
+        t0: float,
+        previous: list[CheckpointInfo],
+        keep_note: str,
+    ) -> CheckpointInfo:
         info = CheckpointInfo(
             file=name,
             step=step,
             segment=segment,
-            digest=hexdigest,
+            digest=digest,
             algorithm=self.algorithm,
             size=size,
             created=time.time(),
@@ -313,6 +351,51 @@ class CheckpointStore:
         self._cleanup.start()
         return info
 
+    # -- sharded checkpoints (torch.distributed.checkpoint) --------------------------------------
+    def prepare_sharded(self, step: int) -> Path:
+        """Create and return the temporary folder every rank writes its shards of ``step`` into."""
+        self.wait_for_cleanup()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temps()
+            tmp = self.directory / f".step-{step:09d}.dcp.tmp-{os.getpid()}"
+            tmp.mkdir()
+        except OSError as exc:
+            raise _save_error("checkpoint folder", self.directory, exc, self._previous(step)[1]) from exc
+        return tmp
+
+    def commit_sharded(self, tmp: Path, rest: dict[str, Any], *, step: int, segment: int) -> CheckpointInfo:
+        """Make the shards in ``tmp`` (all ranks done writing) the checkpoint of ``step``.
+
+        ``rest`` (everything but the sharded objects) goes in beside them; every file is fsynced
+        and hashed, then the folder is renamed into place and listed in the manifest, exactly
+        as a single-file checkpoint: a crash before the manifest leaves the previous one listed.
+        """
+        t0 = time.perf_counter()
+        previous, keep_note = self._previous(step)
+        name = f"step-{step:09d}.dcp"
+        path = self.directory / name
+        try:
+            _torch_save(rest, tmp / REST)
+            for f in files_of(tmp):
+                fd = os.open(f, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            fsync_dir(tmp)
+            self._fault("checkpoint:before-rename")
+            digest, size = checkpoint_digest(tmp, self.algorithm), checkpoint_size(tmp)
+            os.replace(tmp, path)
+            fsync_dir(self.directory)
+        except OSError as exc:
+            _remove(tmp)
+            raise _save_error("sharded checkpoint", path, exc, keep_note) from exc
+        except BaseException:
+            _remove(tmp)
+            raise
+        return self._commit(name, step, segment, digest, size, t0, previous, keep_note)
+
     def wait_for_cleanup(self) -> None:
         """Wait until checkpoints dropped by the last :meth:`save` are deleted."""
         if self._cleanup is not None:
@@ -322,7 +405,7 @@ class CheckpointStore:
     def _remove_old(self, dropped: list[CheckpointInfo], kept: list[CheckpointInfo]) -> None:
         try:
             for old in dropped:
-                (self.directory / old.file).unlink(missing_ok=True)
+                _remove(self.directory / old.file)
                 self._fault("retention:deleted-one")
             self._remove_orphans(kept)
         except OSError:
@@ -338,7 +421,7 @@ class CheckpointStore:
         # Only one process holds the run lock, so any temp file of ours is a crash leftover.
         for p in self.directory.iterdir():
             if _TMP.match(p.name):
-                p.unlink(missing_ok=True)
+                _remove(p)
 
     def _quarantine_bad(self) -> None:
         for name in sorted(self._bad):
@@ -355,4 +438,4 @@ class CheckpointStore:
         for name in self._files_on_disk():
             m = _NAME.match(name)
             if m and name not in listed and int(m.group(1)) < oldest:
-                (self.directory / name).unlink(missing_ok=True)
+                _remove(self.directory / name)

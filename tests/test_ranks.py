@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import ROOT, python_env
 from helpers import TRAIN_DDP, losses, run_ranks, same_final_state
@@ -17,8 +18,11 @@ from helpers import TRAIN_DDP, losses, run_ranks, same_final_state
 import batcher
 
 
-def test_two_ranks_segmented_equals_uninterrupted(tmp_path: Path) -> None:
-    args = ["--epochs", "10", "--step-sleep", "0.04"]
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_ranks_segmented_equals_uninterrupted(tmp_path: Path, mode: str) -> None:
+    """DDP (rank 0 writes one file) and FSDP (every rank writes its shards through
+    torch.distributed.checkpoint into one committed folder) both resume bit for bit."""
+    args = ["--epochs", "10", "--step-sleep", "0.04", *(["--fsdp"] if mode == "fsdp" else [])]
     whole = run_ranks(tmp_path / "whole", args)
     assert all(p.returncode == 0 for p in whole), [p.stderr[-2000:] for p in whole]
     segments = 0
@@ -53,11 +57,14 @@ def test_signal_to_one_rank_stops_both_cleanly(tmp_path: Path) -> None:
     assert losses(tmp_path / "whole") == losses(tmp_path / "run")
 
 
-@pytest.mark.parametrize("victim", [0, 1])
-def test_sigkill_of_one_rank_mid_save_keeps_the_last_checkpoint(tmp_path: Path, victim: int) -> None:
-    """Rank 0 killed after writing the temp file, or rank 1 killed while rank 0 writes: the others
-    fail promptly, the committed checkpoint loads, and the run finishes as if nothing happened."""
-    args = ["--epochs", "6", "--step-sleep", "0.04"]  # more than one 4 s slot
+@pytest.mark.parametrize(("mode", "victim"), [("ddp", 0), ("ddp", 1), ("fsdp", 0), ("fsdp", 1)])
+def test_sigkill_of_one_rank_mid_save_keeps_the_last_checkpoint(
+    tmp_path: Path, mode: str, victim: int
+) -> None:
+    """Rank 0 killed after writing its temp file (DDP) or the folder's last file (FSDP), or rank 1
+    killed during the save: the others fail promptly, the last committed checkpoint loads, and the
+    run finishes as if nothing happened."""
+    args = ["--epochs", "6", "--step-sleep", "0.04", *(["--fsdp"] if mode == "fsdp" else [])]
     first = run_ranks(tmp_path / "run", args, budget_s=4.0)
     assert [p.returncode for p in first] == [0, 0], [p.stderr[-2000:] for p in first]
     before = batcher.load_checkpoint(tmp_path / "run")["step"]
@@ -69,8 +76,10 @@ def test_sigkill_of_one_rank_mid_save_keeps_the_last_checkpoint(tmp_path: Path, 
     if victim == 0:  # died between writing and committing: the temp file is left, the last good one loads
         assert any(p.name.startswith(".step-") for p in ckpt.iterdir())
         assert after == before
-    else:  # rank 0 committed its save before it noticed
+    elif mode == "ddp":  # rank 0 committed its save before it noticed
         assert after > before
+    else:  # FSDP: rank 1's shards were never written, so nothing was committed
+        assert after == before
     for _ in range(10):
         rest = run_ranks(tmp_path / "run", args)
         assert [p.returncode for p in rest] == [0, 0], [p.stderr[-2000:] for p in rest]
@@ -98,7 +107,8 @@ def test_run_of_two_ranks_continues_on_one(tmp_path: Path) -> None:
 
 @pytest.mark.workflow
 def test_workflow_runs_two_tasks_per_segment(tmp_path: Path) -> None:
-    """config `resources: {tasks: 2}` starts each segment with torchrun; the chain still equals one run."""
+    """config `resources: {tasks: 2}` starts each segment with torchrun; an FSDP chain still equals
+    one run, and results/E/final.pt holds the whole (unsharded) model."""
     wd = tmp_path / "wf"
     wd.mkdir()
     for name in ("Snakefile", "workflow", "profiles"):
@@ -108,7 +118,7 @@ def test_workflow_runs_two_tasks_per_segment(tmp_path: Path) -> None:
     shutil.copy(TRAIN_DDP, wd / "scripts" / "train_ddp.py")
     exp = {
         "script": "scripts/train_ddp.py",
-        "args": {"step-sleep": 0.2},
+        "args": {"step-sleep": 0.2, "fsdp": True},
         "length": 4,
         "resources": {"tasks": 2},
     }
@@ -121,7 +131,7 @@ def test_workflow_runs_two_tasks_per_segment(tmp_path: Path) -> None:
             "--profile",
             "profiles/local",
             "--config",
-            "policy=fixed:16s",
+            "policy=fixed:20s",
             "margin_s=1",
         ],
         cwd=wd,
@@ -133,8 +143,12 @@ def test_workflow_runs_two_tasks_per_segment(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((wd / "results" / "ddp" / "final.json").read_text())
     assert summary["segments"] >= 2 and summary["steps"] == 64
-    whole = run_ranks(tmp_path / "whole", ["--epochs", "4"])
+    whole = run_ranks(tmp_path / "whole", ["--epochs", "4", "--fsdp"])
     assert [p.returncode for p in whole] == [0, 0]
     (run,) = (wd / "runs" / "ddp").iterdir()
     same_final_state(tmp_path / "whole", run)
     assert losses(tmp_path / "whole") == losses(run)
+    published = torch.load(wd / "results" / "ddp" / "final.pt", weights_only=True)["objects"]["model"]
+    expected = batcher.load_checkpoint(tmp_path / "whole")["objects"]["model"]
+    assert sorted(published) == sorted(expected) == ["0.bias", "0.weight", "3.bias", "3.weight"]
+    assert all(torch.equal(published[k], expected[k]) for k in expected)

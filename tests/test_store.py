@@ -206,3 +206,56 @@ def test_sha256_checkpoints_still_verify(tmp_path: Path) -> None:
     loaded = CheckpointStore(store.directory).load_latest()
     assert loaded is not None and loaded.info.step == 1
     assert "fails its sha256 check" in loaded.problems[0]
+
+
+def _sharded(store: CheckpointStore, step: int, payload: bytes) -> None:
+    tmp = store.prepare_sharded(step)
+    (tmp / "__0_0.distcp").write_bytes(payload)
+    (tmp / "__1_0.distcp").write_bytes(payload[::-1])
+    store.commit_sharded(tmp, {"format": 1, "objects": {"w": torch.full((4,), float(step))}}, step=step, segment=0)
+
+
+def test_sharded_folder_is_committed_verified_and_retained_like_a_file(tmp_path: Path) -> None:
+    """A torch.distributed.checkpoint folder: every file hashed, damage in one shard detected."""
+    store = CheckpointStore(tmp_path / "ckpt", keep=2)
+    for step in (1, 2, 3):
+        _sharded(store, step, bytes([step]) * 1000)
+    store.wait_for_cleanup()
+    assert sorted(p.name for p in store.directory.iterdir()) == [
+        "manifest.json",
+        "step-000000002.dcp",
+        "step-000000003.dcp",
+    ]
+    loaded = store.load_latest()
+    assert loaded is not None and loaded.info.step == 3 and loaded.info.size == 2000 + (
+        store.directory / "step-000000003.dcp" / "rest.pt"
+    ).stat().st_size
+    assert loaded.state["sharded_dir"] == str(store.directory / "step-000000003.dcp")
+    del loaded
+    shard = store.directory / "step-000000003.dcp" / "__1_0.distcp"
+    shard.write_bytes(b"\x00" + shard.read_bytes()[1:])  # same size, one byte changed
+    loaded = store.load_latest()
+    assert loaded is not None and loaded.info.step == 2
+    assert "step 3" in loaded.problems[0] and "fails its" in loaded.problems[0]
+    del loaded
+    _sharded(store, 4, b"x" * 10)  # the damaged folder is set aside, never deleted
+    store.wait_for_cleanup()
+    assert (store.directory / "step-000000003.dcp.corrupt" / "__1_0.distcp").exists()
+
+
+def test_crash_before_a_sharded_commit_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path / "ckpt", keep=2)
+    _sharded(store, 1, b"a" * 100)
+
+    def fault(label: str) -> None:
+        if label == "checkpoint:before-rename":
+            raise KeyboardInterrupt  # stands for a kill at that instant
+
+    crashing = CheckpointStore(store.directory, keep=2, fault=fault)
+    with pytest.raises(KeyboardInterrupt):
+        _sharded(crashing, 2, b"b" * 100)
+    loaded = store.load_latest()
+    assert loaded is not None and loaded.info.step == 1 and loaded.problems == []
+    del loaded
+    _sharded(store, 3, b"c" * 100)  # and the next save goes on normally
+    assert [e.step for e in store.entries()] == [1, 3]

@@ -1,4 +1,5 @@
-"""Test training under torch.distributed (gloo, CPU): DDP, DistributedSampler with shuffling, dropout, Adam.
+"""Test training under torch.distributed (gloo, CPU): DDP (or FSDP with --fsdp), DistributedSampler
+with shuffling, dropout, Adam.
 
 Run one process per rank with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set (as torchrun does).
 """
@@ -28,6 +29,7 @@ p.add_argument(
     help="SIGKILL this rank during the first save: rank 0 after writing the temp file, before it is "
     "committed; another rank while it waits for rank 0 to finish writing",
 )
+p.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (fully_shard) instead of DDP")
 args = p.parse_args()
 
 dist.init_process_group("gloo")
@@ -58,7 +60,17 @@ y = (x.sum(1, keepdim=True) > 0).float()
 data = TensorDataset(x, y)
 sampler = DistributedSampler(data, shuffle=True, seed=3)
 loader = DataLoader(data, batch_size=8, sampler=sampler)
-model = DistributedDataParallel(nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1)))
+net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
+if args.fsdp:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+    for layer in (net[0], net[3]):
+        fully_shard(layer, mesh=mesh)
+    model = fully_shard(net, mesh=mesh)
+else:
+    model = DistributedDataParallel(net)
 opt = torch.optim.Adam(model.parameters(), lr=1e-2)
 loss_fn = nn.BCEWithLogitsLoss()
 

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from batcher.files import atomic_write_bytes, file_digest
+from batcher.files import atomic_write_bytes, checkpoint_digest, checkpoint_size
 from batcher.metrics import read_metrics
 from batcher.status import read_status
 
@@ -16,7 +16,7 @@ segments = sorted((run / "status").glob("seg-*.json"))
 statuses = [s for s in (read_status(p) for p in segments) if s is not None]
 ckpt = Path(status["checkpoint"]["file"])
 algorithm = status["checkpoint"]["algorithm"]
-digest = file_digest(ckpt, algorithm)
+digest = checkpoint_digest(ckpt, algorithm)  # a file, or a sharded (FSDP) folder
 if digest != status["checkpoint"]["digest"]:
     raise SystemExit(f"{ckpt} fails its {algorithm} check; it changed after the run finished")
 rows = read_metrics(run / "metrics.jsonl")
@@ -30,6 +30,11 @@ summary = {
     "final_metrics": {k: v for k, v in rows[-1].items() if not k.startswith("_")} if rows else {},
     "train_seconds": sum(s["seconds"]["train"] for s in statuses),
     "wall_seconds": sum(s["seconds"]["wall"] for s in statuses),
-    "checkpoint": {"file": str(ckpt), "digest": digest, "algorithm": algorithm, "size": ckpt.stat().st_size},
+    "checkpoint": {
+        "file": str(ckpt),
+        "digest": digest,
+        "algorithm": algorithm,
+        "size": checkpoint_size(ckpt),
+    },
 }
 atomic_write_bytes(Path(snakemake.output[0]), (json.dumps(summary, indent=1) + "\n").encode())

@@ -1,0 +1,100 @@
+"""Sharded state (FSDP) saved and restored with ``torch.distributed.checkpoint`` (DCP).
+
+Under FSDP every rank holds only its shard of the model and optimizer, so no single rank can
+write them: each rank writes its own shard files into one folder with DCP, and the store then
+commits that folder like a single-file checkpoint (fsync, hash, rename, manifest). Everything
+else (values, RNG, loop position, replicated objects such as a scheduler) is saved by rank 0
+beside the shards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from batcher.errors import BatcherError
+
+__all__ = ["ShardedState", "full_sharded_state"]
+
+
+def _is_fsdp(obj: Any) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch built without distributed
+        return False
+    return isinstance(obj, FSDPModule)
+
+
+class ShardedState:
+    """The FSDP model and its optimizers among the objects passed to ``batcher.segment``."""
+
+    def __init__(self, model_name: str, model: Any, optimizers: Mapping[str, Any]) -> None:
+        self.model_name = model_name
+        self.model = model
+        self.optimizers = dict(optimizers)
+
+    @classmethod
+    def find(cls, objects: Mapping[str, Any]) -> ShardedState | None:
+        """Return the sharded part of ``objects``, or None when no object is an FSDP model."""
+        models = {name: obj for name, obj in objects.items() if _is_fsdp(obj)}
+        if not models:
+            return None
+        if len(models) > 1:
+            raise BatcherError(
+                f"batcher.segment got {len(models)} FSDP models ({', '.join(sorted(models))}); pass the "
+                "one root module you called fully_shard on (its submodules are saved with it)"
+            )
+        ((name, model),) = models.items()
+        optimizers = {n: o for n, o in objects.items() if isinstance(o, torch.optim.Optimizer)}
+        return cls(name, model, optimizers)
+
+    @property
+    def names(self) -> set[str]:
+        return {self.model_name, *self.optimizers}
+
+    def state(self) -> dict[str, Any]:
+        """This rank's shards, keyed by object name (parameter names, not ids, in optimizer state)."""
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+        out: dict[str, Any] = {self.model_name: get_model_state_dict(self.model)}
+        for name, opt in self.optimizers.items():
+            out[name] = get_optimizer_state_dict(self.model, opt)
+        return out
+
+    def save(self, folder: Path) -> None:
+        """Write this rank's shards into ``folder`` (a collective: every rank calls it)."""
+        from torch.distributed.checkpoint.state_dict_saver import save
+
+        save(self.state(), checkpoint_id=str(folder))
+
+    def load(self, folder: Path) -> None:
+        """Read this rank's shards from ``folder`` into the live model and optimizers (a collective)."""
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+        from torch.distributed.checkpoint.state_dict_loader import load
+
+        state = self.state()  # the layout to fill: DCP reads each rank's part in place
+        load(state, checkpoint_id=str(folder))
+        set_model_state_dict(self.model, state[self.model_name])
+        for name, opt in self.optimizers.items():
+            set_optimizer_state_dict(self.model, opt, state[name])
+
+
+def full_sharded_state(folder: Path) -> dict[str, Any]:
+    """Return the sharded objects of a checkpoint folder as whole (unsharded) state dicts.
+
+    Needs no process group: for reading a finished run's weights on one machine.
+    """
+    import tempfile
+
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "full.pt"
+        dcp_to_torch_save(str(folder), str(out))
+        state = torch.load(out, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise BatcherError(f"{folder} does not hold sharded torch-batcher state")
+    return state
