@@ -212,7 +212,9 @@ def _sharded(store: CheckpointStore, step: int, payload: bytes) -> None:
     tmp = store.prepare_sharded(step)
     (tmp / "__0_0.distcp").write_bytes(payload)
     (tmp / "__1_0.distcp").write_bytes(payload[::-1])
-    store.commit_sharded(tmp, {"format": 1, "objects": {"w": torch.full((4,), float(step))}}, step=step, segment=0)
+    store.commit_sharded(
+        tmp, {"format": 1, "objects": {"w": torch.full((4,), float(step))}}, step=step, segment=0
+    )
 
 
 def test_sharded_folder_is_committed_verified_and_retained_like_a_file(tmp_path: Path) -> None:
@@ -227,9 +229,11 @@ def test_sharded_folder_is_committed_verified_and_retained_like_a_file(tmp_path:
         "step-000000003.dcp",
     ]
     loaded = store.load_latest()
-    assert loaded is not None and loaded.info.step == 3 and loaded.info.size == 2000 + (
-        store.directory / "step-000000003.dcp" / "rest.pt"
-    ).stat().st_size
+    assert (
+        loaded is not None
+        and loaded.info.step == 3
+        and loaded.info.size == 2000 + (store.directory / "step-000000003.dcp" / "rest.pt").stat().st_size
+    )
     assert loaded.state["sharded_dir"] == str(store.directory / "step-000000003.dcp")
     del loaded
     shard = store.directory / "step-000000003.dcp" / "__1_0.distcp"
