@@ -36,7 +36,8 @@ class Experiment:
     cpus: int = 1  # per process
     mem_mb: int = 2000
     gpus: int = 0
-    tasks: int = 1  # processes on the node, started with torchrun when more than one
+    tasks: int = 1  # processes per node (ranks), started with torchrun or srun when more than one
+    nodes: int = 1
     policy_spec: Any = None
     policy: Policy | None = field(default=None, compare=False)
 
@@ -170,6 +171,7 @@ def load_experiments(
             mem_mb=int(resources.get("mem_mb", 2000)),
             gpus=int(resources.get("gpus", 0)),
             tasks=int(resources.get("tasks", 1)),
+            nodes=int(resources.get("nodes", 1)),
             policy_spec=policy_spec,
             policy=policy,
         )

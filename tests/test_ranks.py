@@ -57,7 +57,8 @@ def test_signal_to_one_rank_stops_both_cleanly(tmp_path: Path) -> None:
     assert losses(tmp_path / "whole") == losses(tmp_path / "run")
 
 
-@pytest.mark.parametrize(("mode", "victim"), [("ddp", 0), ("ddp", 1), ("fsdp", 0), ("fsdp", 1)])
+# DDP's rank 0 writes like a single process (tests/test_reliability.py kills that 50 times)
+@pytest.mark.parametrize(("mode", "victim"), [("ddp", 1), ("fsdp", 0), ("fsdp", 1)])
 def test_sigkill_of_one_rank_mid_save_keeps_the_last_checkpoint(
     tmp_path: Path, mode: str, victim: int
 ) -> None:
@@ -152,3 +153,30 @@ def test_workflow_runs_two_tasks_per_segment(tmp_path: Path) -> None:
     expected = batcher.load_checkpoint(tmp_path / "whole")["objects"]["model"]
     assert sorted(published) == sorted(expected) == ["0.bias", "0.weight", "3.bias", "3.weight"]
     assert all(torch.equal(published[k], expected[k]) for k in expected)
+
+
+def test_nodes_and_tasks_map_to_slurm_and_srun(tmp_path: Path) -> None:
+    """profiles/das5: nodes x tasks ranks, one srun task each; profiles/local refuses nodes > 1."""
+    wd = tmp_path / "wf"
+    wd.mkdir()
+    for name in ("Snakefile", "workflow", "profiles"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / name)
+    (wd / "scripts").mkdir()
+    shutil.copy(TRAIN_DDP, wd / "scripts" / "train_ddp.py")
+    exp = {"script": "scripts/train_ddp.py", "length": 2, "resources": {"nodes": 2, "tasks": 2, "gpus": 2}}
+    (wd / "config.yaml").write_text(yaml.safe_dump({"experiments": {"big": exp}}))
+
+    def dry(profile: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "snakemake", "--profile", profile, "-n", "-p"]
+        return subprocess.run(argv, cwd=wd, env=python_env(), capture_output=True, text=True, timeout=300)
+
+    das5 = dry("profiles/das5")
+    assert das5.returncode == 0, das5.stderr[-3000:]
+    out = das5.stdout + das5.stderr
+    assert "nodes=2, tasks=4, mpi=srun" in out and "gres=gpu:2" in out
+    assert "srun --nodes=2 --ntasks=4 --ntasks-per-node=2 --cpus-per-task=1 --kill-on-bad-exit=1" in out
+    assert "RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS" in out
+    local = dry("profiles/local")
+    assert local.returncode != 0
+    assert "asks for 2 nodes, but this profile runs on one machine" in local.stdout + local.stderr

@@ -143,7 +143,7 @@ def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: P
 
 
 def test_two_task_chain_through_slurm(tmp_path: Path) -> None:
-    """`resources: {tasks: 2}`: each Slurm job runs two ranks (torchrun on the node) that stop
+    """`resources: {tasks: 2}`: each Slurm job runs two ranks (srun tasks) that stop
     together at Slurm's end time; the chain equals an uninterrupted two-rank run."""
     exp = {
         "d": {
@@ -156,7 +156,8 @@ def test_two_task_chain_through_slurm(tmp_path: Path) -> None:
     workdir = _workdir(tmp_path / "wf", exp)
     t0 = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
     out = subprocess.run(
-        _snakemake_argv("policy=fixed:60s", "margin_s=5", "stop_signal=URG@1"),
+        # --config replaces the profile's whole config list, so launcher=srun is repeated here
+        _snakemake_argv("policy=fixed:60s", "margin_s=5", "stop_signal=URG@1", "launcher=srun"),
         cwd=workdir,
         env=python_env(),
         capture_output=True,
@@ -171,6 +172,9 @@ def test_two_task_chain_through_slurm(tmp_path: Path) -> None:
     assert len(jobs) == len(statuses) and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
     cpus = _sh("sacct", "-n", "-X", "-P", "-o", "AllocCPUS", "-j", ",".join(j["id"] for j in jobs)).split()
     assert all(int(c) >= 2 for c in cpus), cpus  # one CPU per rank at least
+    for job in jobs:  # profiles/das5 (launcher=srun): one job step whose 2 tasks are the ranks
+        steps = _sh("sacct", "-n", "-P", "-j", job["id"], "-o", "JobName,NTasks").split()
+        assert "bash|2" in steps, steps
     logs = sorted((workdir / "runs" / "d").glob("*/logs/seg-*.log"))
     assert all("[batcher rank 1]" in log.read_text() for log in logs)
     whole = run_ranks(tmp_path / "whole", ["--epochs", "5"])

@@ -131,6 +131,63 @@ def slurm_extra(wildcards, attempt):
     return " ".join(parts)
 
 
+def _ranks(wildcards):
+    exp = _experiment(wildcards)
+    return exp.nodes * exp.tasks
+
+
+def _srun(wildcards):
+    """True when Slurm starts the ranks itself: one srun task per rank (profiles/das5)."""
+    exp = _experiment(wildcards)
+    if config.get("launcher") == "srun":
+        return _ranks(wildcards) > 1
+    if exp.nodes > 1:
+        raise WorkflowError(
+            f"experiment {exp.name!r} asks for {exp.nodes} nodes, but this profile runs on one "
+            "machine; use a Slurm profile with launcher=srun (profiles/das5), or set nodes: 1"
+        )
+    return False
+
+
+def segment_threads(wildcards):
+    """CPUs of the job (torchrun on one node) or of each srun task (one per rank)."""
+    exp = _experiment(wildcards)
+    return exp.cpus if _srun(wildcards) else exp.cpus * exp.tasks
+
+
+# Each srun task is one rank; the first node of the job hosts the rendezvous.
+_RANK_ENV = (
+    "export RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS LOCAL_RANK=$SLURM_LOCALID "
+    "LOCAL_WORLD_SIZE={tasks} "
+    'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1) '
+    "MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000)); exec "
+)
+
+
+def _srun_command(exp, env):
+    """srun starts nodes x tasks processes in the job's allocation, each told its rank."""
+    env["OMP_NUM_THREADS"] = str(exp.cpus)
+    inner = _RANK_ENV.format(tasks=exp.tasks) + shlex.join(
+        [sys.executable, exp.script, *exp.command_args()]
+    )
+    srun = [
+        "srun",
+        f"--nodes={exp.nodes}",
+        f"--ntasks={exp.nodes * exp.tasks}",
+        f"--ntasks-per-node={exp.tasks}",
+        f"--cpus-per-task={exp.cpus}",
+        "--kill-on-bad-exit=1",
+        "bash",
+        "-c",
+        inner,
+    ]
+    return (
+        " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        + " exec "
+        + shlex.join(srun)
+    )
+
+
 def segment_command(wildcards, output, threads):
     """The shell command of one segment: the experiment's script with the batcher environment."""
     exp = _experiment(wildcards)
@@ -149,6 +206,8 @@ def segment_command(wildcards, output, threads):
     if "margin_s" in config:
         env["BATCHER_MARGIN_S"] = str(config["margin_s"])
     launcher = [sys.executable]
+    if _srun(wildcards):
+        return _srun_command(exp, env)
     if (
         exp.tasks > 1
     ):  # one process per task on this node, with RANK/WORLD_SIZE set for each

@@ -12,8 +12,13 @@ checkpoint segment:
         "runs/{exp}/{run}/logs/seg-{n}.log",
     conda:
         "../envs/batcher.yaml"
-    threads: lambda wildcards: _experiment(wildcards).cpus * _experiment(wildcards).tasks
+    threads: segment_threads
     resources:
+        nodes=lambda wildcards: (
+            _experiment(wildcards).nodes if _srun(wildcards) else None
+        ),
+        tasks=lambda wildcards: _ranks(wildcards) if _srun(wildcards) else None,
+        mpi=lambda wildcards: "srun" if _srun(wildcards) else None,
         runtime=runtime_minutes,
         mem_mb=lambda wildcards: _experiment(wildcards).mem_mb,
         gres=lambda wildcards: (
