@@ -119,7 +119,7 @@ def test_workflow_runs_two_tasks_per_segment(tmp_path: Path) -> None:
     shutil.copy(TRAIN_DDP, wd / "scripts" / "train_ddp.py")
     exp = {
         "script": "scripts/train_ddp.py",
-        "args": {"step-sleep": 0.2, "fsdp": True},
+        "args": {"step-sleep": 0.3, "fsdp": True},  # 19 s of steps: more than one 20 s slot
         "length": 4,
         "resources": {"tasks": 2},
     }

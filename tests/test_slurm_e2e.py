@@ -148,8 +148,8 @@ def test_two_task_chain_through_slurm(tmp_path: Path) -> None:
     exp = {
         "d": {
             "script": "scripts/train_ddp.py",
-            "args": {"step-sleep": 0.6},
-            "length": 5,  # 80 steps of 0.6 s: two or three 60 s jobs
+            "args": {"step-sleep": 0.8},
+            "length": 5,  # 80 steps of 0.8 s: more than one 60 s job
             "resources": {"tasks": 2},
         }
     }

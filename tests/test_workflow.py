@@ -20,8 +20,8 @@ pytestmark = pytest.mark.workflow
 
 POLICY = ["--config", "policy=fixed:12s", "margin_s=1"]
 EXPERIMENTS = {
-    "a": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.15}, "length": 6},
-    "b": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.15, "hidden": 8}, "length": 6},
+    "a": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.25}, "length": 6},
+    "b": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.25, "hidden": 8}, "length": 6},
 }
 
 
