@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,10 @@ __all__ = [
     "file_digest",
     "files_of",
     "fsync_dir",
+    "fsync_path",
     "new_hash",
+    "remove_path",
+    "temp_path",
 ]
 
 _CHUNK = 8 << 20
@@ -38,13 +42,31 @@ def _no_fault(label: str) -> None:
     return None
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable."""
+def fsync_path(path: Path) -> None:
+    """fsync a file (its data) or a folder (the renames inside it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable."""
+    fsync_path(path)
+
+
+def temp_path(path: Path) -> Path:
+    """The temporary name this process writes ``path`` under before renaming it into place."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, or a folder with everything in it."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _save_error(what: str, path: Path, exc: OSError, keep_note: str) -> SaveError:
@@ -63,19 +85,15 @@ def _save_error(what: str, path: Path, exc: OSError, keep_note: str) -> SaveErro
 def atomic_path(path: Path, *, fault: FaultHook, keep_note: str, what: str) -> Iterator[Path]:
     """Yield a temporary name beside ``path``; once the caller has written it, make it ``path``.
 
-    After the body: fsync the file, rename it over ``path``, fsync the folder. On any error the
-    temporary file is removed and ``path`` is untouched; an ``OSError`` becomes a
+    After the body: fsync the file (or the folder, when the caller made one), rename it over
+    ``path``, fsync the parent folder. On any error the temporary file or folder is removed and ``path`` is untouched; an ``OSError`` becomes a
     :class:`SaveError` that says what to do (``keep_note`` says what is still intact).
     """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     try:
         yield tmp
         fault(f"{what}:before-fsync")
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(tmp)
         fault(f"{what}:before-rename")
         os.replace(tmp, path)
         fsync_dir(path.parent)
@@ -89,7 +107,7 @@ def atomic_path(path: Path, *, fault: FaultHook, keep_note: str, what: str) -> I
 
 def _discard(tmp: Path) -> None:
     try:
-        tmp.unlink(missing_ok=True)
+        remove_path(tmp)
     except OSError:
         pass
 

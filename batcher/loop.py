@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -30,6 +29,7 @@ from batcher.errors import (
     SaveError,
     SlotTooShortError,
 )
+from batcher.files import remove_path
 from batcher.lock import RunLock
 from batcher.metrics import MetricLog
 from batcher.policy import Policy
@@ -485,7 +485,7 @@ class Segment:
             problem = f"writing the shards to {tmp} failed ({type(exc).__name__}: {exc})"
         if self._ranks.agree_stop(1 if problem else 0):  # anyone failed: nobody commits
             if self._ranks.main:
-                shutil.rmtree(tmp, ignore_errors=True)
+                remove_path(tmp)
                 return SaveFailed(
                     (problem or "another rank could not write its shards")
                     + f"; check free space and permissions of {self._store.directory}. "
@@ -495,7 +495,7 @@ class Segment:
         if not self._ranks.main:
             return None
         try:
-            return self._store.commit_sharded(tmp, state, step=self._tick, segment=self.index)
+            return self._store.commit_sharded(state, step=self._tick, segment=self.index)
         except BatcherError as exc:
             return SaveFailed(str(exc))
 

@@ -16,7 +16,6 @@ import errno
 import json
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +40,9 @@ from batcher.files import (
     file_digest,
     files_of,
     fsync_dir,
+    fsync_path,
+    remove_path,
+    temp_path,
 )
 
 __all__ = [
@@ -87,11 +89,8 @@ class LoadedCheckpoint:
     problems: list[str] = field(default_factory=list)
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+def _sharded_name(step: int) -> str:
+    return f"step-{step:09d}.dcp"
 
 
 def _torch_save(state: dict[str, Any], tmp: Path) -> None:
@@ -358,14 +357,15 @@ class CheckpointStore:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._remove_stale_temps()
-            tmp = self.directory / f".step-{step:09d}.dcp.tmp-{os.getpid()}"
+            tmp = temp_path(self.directory / _sharded_name(step))
             tmp.mkdir()
         except OSError as exc:
-            raise _save_error("checkpoint folder", self.directory, exc, self._previous(step)[1]) from exc
+            raise _save_error("checkpoint folder", self.directory, exc, self.keep_note(step)) from exc
         return tmp
 
-    def commit_sharded(self, tmp: Path, rest: dict[str, Any], *, step: int, segment: int) -> CheckpointInfo:
-        """Make the shards in ``tmp`` (all ranks done writing) the checkpoint of ``step``.
+    def commit_sharded(self, rest: dict[str, Any], *, step: int, segment: int) -> CheckpointInfo:
+        """Make the shards that every rank wrote into :meth:`prepare_sharded`'s folder the
+        checkpoint of ``step``.
 
         ``rest`` (everything but the sharded objects) goes in beside them; every file is fsynced
         and hashed, then the folder is renamed into place and listed in the manifest, exactly
@@ -373,27 +373,14 @@ class CheckpointStore:
         """
         t0 = time.perf_counter()
         previous, keep_note = self._previous(step)
-        name = f"step-{step:09d}.dcp"
-        path = self.directory / name
-        try:
+        name = _sharded_name(step)
+        with atomic_path(
+            self.directory / name, fault=self._fault, keep_note=keep_note, what="checkpoint"
+        ) as tmp:
             _torch_save(rest, tmp / REST)
             for f in files_of(tmp):
-                fd = os.open(f, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            fsync_dir(tmp)
-            self._fault("checkpoint:before-rename")
+                fsync_path(f)
             digest, size = checkpoint_digest(tmp, self.algorithm), checkpoint_size(tmp)
-            os.replace(tmp, path)
-            fsync_dir(self.directory)
-        except OSError as exc:
-            _remove(tmp)
-            raise _save_error("sharded checkpoint", path, exc, keep_note) from exc
-        except BaseException:
-            _remove(tmp)
-            raise
         return self._commit(name, step, segment, digest, size, t0, previous, keep_note)
 
     def wait_for_cleanup(self) -> None:
@@ -405,7 +392,7 @@ class CheckpointStore:
     def _remove_old(self, dropped: list[CheckpointInfo], kept: list[CheckpointInfo]) -> None:
         try:
             for old in dropped:
-                _remove(self.directory / old.file)
+                remove_path(self.directory / old.file)
                 self._fault("retention:deleted-one")
             self._remove_orphans(kept)
         except OSError:
@@ -421,7 +408,7 @@ class CheckpointStore:
         # Only one process holds the run lock, so any temp file of ours is a crash leftover.
         for p in self.directory.iterdir():
             if _TMP.match(p.name):
-                _remove(p)
+                remove_path(p)
 
     def _quarantine_bad(self) -> None:
         for name in sorted(self._bad):
@@ -438,4 +425,4 @@ class CheckpointStore:
         for name in self._files_on_disk():
             m = _NAME.match(name)
             if m and name not in listed and int(m.group(1)) < oldest:
-                _remove(self.directory / name)
+                remove_path(self.directory / name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from conftest import ROOT, python_env
 
 import batcher
@@ -122,3 +124,17 @@ def same_final_state(a: Path, b: Path) -> None:
             else:
                 assert torch.equal(va, vb), (name, k)
     assert x["values"] == y["values"]
+
+
+def workflow_copy(workdir: Path, experiments: dict[str, Any]) -> Path:
+    """A runnable copy of the workflow in ``workdir``: Snakefile, rules and profiles, the test train
+    scripts under scripts/, and a config.yaml holding ``experiments``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "profiles"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
+    (workdir / "scripts").mkdir()
+    for script in (TRAIN_FULL, TRAIN_DDP):
+        shutil.copy(script, workdir / "scripts" / script.name)
+    (workdir / "config.yaml").write_text(yaml.safe_dump({"experiments": experiments}))
+    return workdir

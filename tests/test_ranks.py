@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from conftest import ROOT, python_env
-from helpers import TRAIN_DDP, losses, run_ranks, same_final_state
+from conftest import python_env
+from helpers import losses, run_ranks, same_final_state, workflow_copy
 
 import batcher
 
@@ -110,20 +108,13 @@ def test_run_of_two_ranks_continues_on_one(tmp_path: Path) -> None:
 def test_workflow_runs_two_tasks_per_segment(tmp_path: Path) -> None:
     """config `resources: {tasks: 2}` starts each segment with torchrun; an FSDP chain still equals
     one run, and results/E/final.pt holds the whole (unsharded) model."""
-    wd = tmp_path / "wf"
-    wd.mkdir()
-    for name in ("Snakefile", "workflow", "profiles"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / name)
-    (wd / "scripts").mkdir()
-    shutil.copy(TRAIN_DDP, wd / "scripts" / "train_ddp.py")
     exp = {
         "script": "scripts/train_ddp.py",
         "args": {"step-sleep": 0.3, "fsdp": True},  # 19 s of steps: more than one 20 s slot
         "length": 4,
         "resources": {"tasks": 2},
     }
-    (wd / "config.yaml").write_text(yaml.safe_dump({"experiments": {"ddp": exp}}))
+    wd = workflow_copy(tmp_path / "wf", {"ddp": exp})
     done = subprocess.run(
         [
             sys.executable,
@@ -157,15 +148,8 @@ def test_workflow_runs_two_tasks_per_segment(tmp_path: Path) -> None:
 
 def test_nodes_and_tasks_map_to_slurm_and_srun(tmp_path: Path) -> None:
     """profiles/das5: nodes x tasks ranks, one srun task each; profiles/local refuses nodes > 1."""
-    wd = tmp_path / "wf"
-    wd.mkdir()
-    for name in ("Snakefile", "workflow", "profiles"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / name)
-    (wd / "scripts").mkdir()
-    shutil.copy(TRAIN_DDP, wd / "scripts" / "train_ddp.py")
     exp = {"script": "scripts/train_ddp.py", "length": 2, "resources": {"nodes": 2, "tasks": 2, "gpus": 2}}
-    (wd / "config.yaml").write_text(yaml.safe_dump({"experiments": {"big": exp}}))
+    wd = workflow_copy(tmp_path / "wf", {"big": exp})
 
     def dry(profile: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "snakemake", "--profile", profile, "-n", "-p"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,9 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from conftest import ROOT, python_env
-from helpers import TRAIN_DDP, TRAIN_FULL, losses, run_ranks, run_segment, same_final_state
+from conftest import python_env
+from helpers import TRAIN_FULL, losses, run_ranks, run_segment, same_final_state, workflow_copy
 
 import batcher
 
@@ -44,18 +42,6 @@ def cluster() -> None:
         )
 
 
-def _workdir(tmp_path: Path, experiments: dict) -> Path:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "workflow", "profiles"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    (tmp_path / "scripts").mkdir()
-    shutil.copy(TRAIN_FULL, tmp_path / "scripts" / "train_full.py")
-    shutil.copy(TRAIN_DDP, tmp_path / "scripts" / "train_ddp.py")
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"experiments": experiments}))
-    return tmp_path
-
-
 def _snakemake_argv(*config: str) -> list[str]:
     return [
         sys.executable,
@@ -66,6 +52,12 @@ def _snakemake_argv(*config: str) -> list[str]:
         "--config",
         *config,
     ]
+
+
+def _run_workflow(workdir: Path, *config: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _snakemake_argv(*config), cwd=workdir, env=python_env(), capture_output=True, text=True, timeout=900
+    )
 
 
 def _sacct(job_ids: list[str] | None = None) -> list[dict[str, str]]:
@@ -117,16 +109,9 @@ def _assert_matches(workdir: Path, exp: str, model: dict, losses: list[float]) -
 
 def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: Path) -> None:
     exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": 1.0}, "length": 6}}
-    workdir = _workdir(tmp_path / "wf", exp)
+    workdir = workflow_copy(tmp_path / "wf", exp)
     t0 = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")  # sacct prints local time
-    out = subprocess.run(
-        _snakemake_argv("policy=fixed:60s", "margin_s=5", "stop_signal=URG@1"),
-        cwd=workdir,
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    out = _run_workflow(workdir, "policy=fixed:60s", "margin_s=5", "stop_signal=URG@1")
     assert out.returncode == 0, out.stderr[-4000:]
     statuses = _statuses(workdir, "a")
     assert len(statuses) >= 3
@@ -153,17 +138,10 @@ def test_two_task_chain_through_slurm(tmp_path: Path) -> None:
             "resources": {"tasks": 2},
         }
     }
-    workdir = _workdir(tmp_path / "wf", exp)
+    workdir = workflow_copy(tmp_path / "wf", exp)
     t0 = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
-    out = subprocess.run(
-        # --config replaces the profile's whole config list, so launcher=srun is repeated here
-        _snakemake_argv("policy=fixed:60s", "margin_s=5", "stop_signal=URG@1", "launcher=srun"),
-        cwd=workdir,
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    # --config replaces the profile's whole config list, so launcher=srun is repeated here
+    out = _run_workflow(workdir, "policy=fixed:60s", "margin_s=5", "stop_signal=URG@1", "launcher=srun")
     assert out.returncode == 0, out.stderr[-4000:]
     statuses = _statuses(workdir, "d")
     assert len(statuses) >= 2 and statuses[-1]["status"] == "done"
@@ -188,7 +166,7 @@ def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
     # 2-minute jobs: a signal sent 10 s into a job is far outside the window in which Slurm's own
     # warning can arrive (lead + 35 s before the end), so the library takes it as a stop request.
     exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.6}, "length": 14}}
-    workdir = _workdir(tmp_path / "wf", exp)
+    workdir = workflow_copy(tmp_path / "wf", exp)
     argv = _snakemake_argv("policy=fixed:120s", "margin_s=5", "stop_signal=URG@1")
     log = open(tmp_path / "head.log", "w")
     head = subprocess.Popen(argv, cwd=workdir, env=python_env(), stdout=log, stderr=subprocess.STDOUT)
@@ -250,7 +228,7 @@ def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
 )
 def test_submitted_time_limit_is_the_policy_at_submit_time(tmp_path: Path, pinned: str, limit: str) -> None:
     exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": 1.0}, "length": 100}}
-    workdir = _workdir(tmp_path / "wf", exp)
+    workdir = workflow_copy(tmp_path / "wf", exp)
     before = set(_sh("squeue", "-h", "-o", "%i").split())
     head = subprocess.Popen(
         _snakemake_argv("policy=das5", f"policy_now={pinned}"),

@@ -212,9 +212,7 @@ def _sharded(store: CheckpointStore, step: int, payload: bytes) -> None:
     tmp = store.prepare_sharded(step)
     (tmp / "__0_0.distcp").write_bytes(payload)
     (tmp / "__1_0.distcp").write_bytes(payload[::-1])
-    store.commit_sharded(
-        tmp, {"format": 1, "objects": {"w": torch.full((4,), float(step))}}, step=step, segment=0
-    )
+    store.commit_sharded({"format": 1, "objects": {"w": torch.full((4,), float(step))}}, step=step, segment=0)
 
 
 def test_sharded_folder_is_committed_verified_and_retained_like_a_file(tmp_path: Path) -> None:

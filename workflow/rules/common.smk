@@ -164,13 +164,9 @@ _RANK_ENV = (
 )
 
 
-def _srun_command(exp, env):
-    """srun starts nodes x tasks processes in the job's allocation, each told its rank."""
-    env["OMP_NUM_THREADS"] = str(exp.cpus)
-    inner = _RANK_ENV.format(tasks=exp.tasks) + shlex.join(
-        [sys.executable, exp.script, *exp.command_args()]
-    )
-    srun = [
+def _srun_argv(exp, argv):
+    """srun starts nodes x tasks copies of ``argv`` in the job's allocation, each told its rank."""
+    return [
         "srun",
         f"--nodes={exp.nodes}",
         f"--ntasks={exp.nodes * exp.tasks}",
@@ -179,13 +175,8 @@ def _srun_command(exp, env):
         "--kill-on-bad-exit=1",
         "bash",
         "-c",
-        inner,
+        _RANK_ENV.format(tasks=exp.tasks) + shlex.join(argv),
     ]
-    return (
-        " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        + " exec "
-        + shlex.join(srun)
-    )
 
 
 def segment_command(wildcards, output, threads):
@@ -205,20 +196,21 @@ def segment_command(wildcards, output, threads):
         env["BATCHER_KEEP"] = str(config["keep"])
     if "margin_s" in config:
         env["BATCHER_MARGIN_S"] = str(config["margin_s"])
-    launcher = [sys.executable]
+    argv = [sys.executable, exp.script, *exp.command_args()]
     if _srun(wildcards):
-        return _srun_command(exp, env)
-    if (
-        exp.tasks > 1
-    ):  # one process per task on this node, with RANK/WORLD_SIZE set for each
-        launcher += [
+        argv = _srun_argv(exp, argv)
+    elif exp.tasks > 1:
+        # torchrun: one process per task on this node, RANK/WORLD_SIZE set for each
+        argv = [
+            sys.executable,
             "-m",
             "torch.distributed.run",
             "--standalone",
             f"--nproc-per-node={exp.tasks}",
+            *argv[1:],
         ]
-        env["OMP_NUM_THREADS"] = str(exp.cpus)
-    argv = [*launcher, exp.script, *exp.command_args()]
+    if exp.nodes * exp.tasks > 1:
+        env["OMP_NUM_THREADS"] = str(exp.cpus)  # per rank
     return (
         " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         + " exec "
