@@ -47,7 +47,7 @@ def plain_save(state: dict[str, torch.Tensor], path: Path) -> None:
     os.close(fd)
 
 
-def measure(size_mb: int, reps: int, settle_s: float) -> dict[str, float]:
+def measure(size_mb: int, blocks: int, per_block: int, settle_s: float) -> dict[str, float]:
     state = make_state(size_mb)
     target = {k: torch.empty_like(v) for k, v in state.items()}
     times: dict[str, list[float]] = {
@@ -60,25 +60,23 @@ def measure(size_mb: int, reps: int, settle_s: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
         store = CheckpointStore(Path(tmp) / "ckpt", keep=1)
         plain = Path(tmp) / "plain.pt"
+        n = 0
 
-        def save_plain(i: int) -> None:
+        def save_plain() -> None:
             plain_save(state, plain)
 
         def free_plain() -> None:
             plain.unlink(missing_ok=True)
 
-        def save_kept(i: int) -> None:
-            plain_save(state, kept(i))
-
-        def kept(i: int) -> Path:
-            return Path(tmp) / f"kept-{i}.pt"
+        def save_kept() -> None:
+            plain_save(state, Path(tmp) / f"kept-{n}.pt")
 
         def free_kept() -> None:  # keep only the newest, as a crash-safe save must while writing
             for old in sorted(Path(tmp).glob("kept-*.pt"), key=lambda p: int(p.stem[5:]))[:-1]:
                 old.unlink()
 
-        def save_store(i: int) -> None:
-            store.save({"objects": state}, step=i, segment=0)
+        def save_store() -> None:
+            store.save({"objects": state}, step=n, segment=0)
 
         def load_plain() -> None:
             copy_into(target, torch.load(plain, weights_only=True, map_location="cpu"))
@@ -88,27 +86,36 @@ def measure(size_mb: int, reps: int, settle_s: float) -> dict[str, float]:
             assert loaded is not None
             del loaded
 
-        saves = {"plain_save": save_plain, "store_save": save_store, "kept_save": save_kept}
-        free = {"plain_save": free_plain, "store_save": store.wait_for_cleanup, "kept_save": free_kept}
-        loads = {"plain_load": load_plain, "store_load": load_store}
-        for i in range(reps):
-            # Alternate which goes first (the virtual disk's speed drifts), and start each save
-            # with no dirty data in flight and the (virtual) disk settled. Neither timing includes freeing the previous file
-            # (0.75 s for 1 GB on this disk): the plain save would pay it truncating plain.pt,
-            # the store deletes its old checkpoint on a background thread once the new one is
-            # durable.
-            order = (lambda d: d.items()) if i % 2 == 0 else (lambda d: reversed(d.items()))
-            for key, save in order(saves):
-                free[key]()
-                os.sync()
-                time.sleep(settle_s)
-                t = time.perf_counter()
-                save(i)
-                times[key].append(time.perf_counter() - t)
-            for key, load in order(loads):
-                t = time.perf_counter()
-                load()
-                times[key].append(time.perf_counter() - t)
+        # Each way runs in a block of consecutive saves (then loads of what it wrote), the
+        # blocks alternating ABC CBA ... because the virtual disk's speed drifts. Interleaving
+        # single saves instead let one way's writes land in memory another way had just freed:
+        # a save that followed another way's 1 GB write was up to 1.6x slower here, whichever
+        # way it was. The first save of a block (a different file layout than steady state)
+        # is not counted. Every save starts with no dirty data in flight and the disk settled;
+        # none includes freeing the previous file (0.75 s for 1 GB here): the plain saves free
+        # it untimed before, the store deletes its old checkpoint on a background thread once
+        # the new one is durable (and waits for that, untimed, before its next save).
+        ways = [
+            ("plain_save", save_plain, free_plain, "plain_load", load_plain),
+            ("store_save", save_store, store.wait_for_cleanup, "store_load", load_store),
+            ("kept_save", save_kept, free_kept, None, None),
+        ]
+        for b in range(blocks):
+            for key, save, free, load_key, load in ways if b % 2 == 0 else ways[::-1]:
+                for rep in range(per_block + 1):
+                    n += 1
+                    free()
+                    os.sync()
+                    time.sleep(settle_s)
+                    t = time.perf_counter()
+                    save()
+                    if rep:
+                        times[key].append(time.perf_counter() - t)
+                    if load_key and load:
+                        t = time.perf_counter()
+                        load()
+                        if rep:
+                            times[load_key].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
         **med,
@@ -128,7 +135,7 @@ def main() -> None:
         f"{'plain load':>11} {'store load':>11} {'ratio':>6}"
     )
     for size in args.sizes_mb:
-        r = measure(size, reps=7 if size <= 100 else 6, settle_s=size / 500)
+        r = measure(size, blocks=2, per_block=4 if size <= 100 else 3, settle_s=max(0.2, size / 500))
         results[f"{size}MB"] = r
         print(
             f"{size:>5}MB {r['plain_save']:10.3f}s {r['store_save']:10.3f}s {r['save_ratio']:6.2f} "

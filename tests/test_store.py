@@ -3,12 +3,14 @@ from __future__ import annotations
 import errno
 import json
 import pickle
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from batcher.errors import NoUsableCheckpointError, SaveError
+from batcher.errors import BatcherError, NoUsableCheckpointError, SaveError
+from batcher.files import ALGORITHMS, default_algorithm, new_hash
 from batcher.store import CheckpointStore
 
 
@@ -47,7 +49,7 @@ def test_empty_store_is_a_fresh_start(tmp_path: Path) -> None:
         (lambda p: p.write_bytes(p.read_bytes()[:100]), "truncated or replaced"),
         (
             lambda p: p.write_bytes(bytes([p.read_bytes()[0] ^ 1]) + p.read_bytes()[1:]),
-            "fails its blake3 check",
+            "fails its xxh3_128 check",
         ),
         (lambda p: p.unlink(), "is missing"),
     ],
@@ -192,20 +194,59 @@ def test_real_full_disk(tmp_path: Path) -> None:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_sha256_checkpoints_still_verify(tmp_path: Path) -> None:
-    """Where blake3 is missing the store writes sha256; the manifest says which, loads check it."""
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_every_known_hash_verifies(tmp_path: Path, algorithm: str) -> None:
+    """Checkpoints keep the hash they were written with (the manifest says which): older runs
+    hashed with blake3, or sha256 where neither package is installed, still verify."""
+    if algorithm != "sha256":
+        pytest.importorskip({"xxh3_128": "xxhash", "blake3": "blake3"}[algorithm])
     store = CheckpointStore(tmp_path / "ckpt", keep=3)
-    store.algorithm = "sha256"
+    store.algorithm = algorithm
     store.save(_state(1), step=1, segment=0)
     store.save(_state(2), step=2, segment=0)
-    assert [e.algorithm for e in store.entries()] == ["sha256", "sha256"]
+    assert [e.algorithm for e in store.entries()] == [algorithm, algorithm]
     newest = store.directory / "step-000000002.pt"
     data = bytearray(newest.read_bytes())
     data[-100] ^= 1
     newest.write_bytes(bytes(data))
     loaded = CheckpointStore(store.directory).load_latest()
     assert loaded is not None and loaded.info.step == 1
-    assert "fails its sha256 check" in loaded.problems[0]
+    assert f"fails its {algorithm} check" in loaded.problems[0]
+
+
+def test_new_checkpoints_use_the_fastest_installed_hash() -> None:
+    pytest.importorskip("xxhash")
+    assert default_algorithm() == "xxh3_128"
+
+
+def test_hash_whose_package_is_missing_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "blake3", None)  # import blake3 now raises ImportError
+    with pytest.raises(BatcherError, match="pip install blake3"):
+        new_hash("blake3")
+    with pytest.raises(BatcherError, match="unknown checkpoint hash 'md5'"):
+        new_hash("md5")
+
+
+def test_read_only_folder_is_named_in_the_error(tmp_path: Path) -> None:
+    """torch's writer only says 'file cannot be opened'; the store reports the real cause."""
+    import subprocess
+
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        store = CheckpointStore(mnt / "ckpt", keep=2)
+        store.save({"w": torch.zeros(10)}, step=1, segment=0)
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        with pytest.raises(SaveError, match="read-only") as info:
+            store.save({"w": torch.ones(10)}, step=2, segment=0)
+        assert "The previous checkpoint (step 1) is intact" in str(info.value)
+        loaded = store.load_latest()
+        assert loaded is not None and loaded.info.step == 1
+        del loaded
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _sharded(store: CheckpointStore, step: int, payload: bytes) -> None:
