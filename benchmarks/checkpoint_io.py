@@ -3,7 +3,9 @@
 For states of 10 MB, 100 MB and 1 GB (float32 tensors of 1 MB each, like a model's layers):
   save: CheckpointStore.save   vs torch.save(state, path)            (both end with an fsync)
         and vs "kept": torch.save to a new file while the previous one is still on disk, the
-        least any save that survives a crash must do (this VM's disk is slower at that)
+        least any save that survives a crash must do (this VM is slower at that)
+        and vs "overwrite": torch.save over the previous file, as a training loop calls it
+        (it pays for truncating the old file; a kill meanwhile loses both)
   load: CheckpointStore.load_latest, copying into tensors while the hash is checked
         vs torch.load(path, weights_only=True) + the same copy
 Each is the median of several repetitions, measured in this same run.
@@ -54,6 +56,7 @@ def measure(size_mb: int, blocks: int, per_block: int, settle_s: float) -> dict[
         "plain_save": [],
         "store_save": [],
         "kept_save": [],
+        "over_save": [],
         "plain_load": [],
         "store_load": [],
     }
@@ -75,6 +78,9 @@ def measure(size_mb: int, blocks: int, per_block: int, settle_s: float) -> dict[
             for old in sorted(Path(tmp).glob("kept-*.pt"), key=lambda p: int(p.stem[5:]))[:-1]:
                 old.unlink()
 
+        def save_over() -> None:  # what a training loop does: torch.save over its last file
+            plain_save(state, Path(tmp) / "over.pt")
+
         def save_store() -> None:
             store.save({"objects": state}, step=n, segment=0)
 
@@ -92,13 +98,14 @@ def measure(size_mb: int, blocks: int, per_block: int, settle_s: float) -> dict[
         # a save that followed another way's 1 GB write was up to 1.6x slower here, whichever
         # way it was. The first save of a block (a different file layout than steady state)
         # is not counted. Every save starts with no dirty data in flight and the disk settled;
-        # none includes freeing the previous file (0.75 s for 1 GB here): the plain saves free
-        # it untimed before, the store deletes its old checkpoint on a background thread once
+        # only "overwrite" includes freeing the previous file (torch truncates it; 0.75 s for
+        # 1 GB here): the plain and kept saves free it untimed before, the store deletes its old checkpoint on a background thread once
         # the new one is durable (and waits for that, untimed, before its next save).
         ways = [
             ("plain_save", save_plain, free_plain, "plain_load", load_plain),
             ("store_save", save_store, store.wait_for_cleanup, "store_load", load_store),
             ("kept_save", save_kept, free_kept, None, None),
+            ("over_save", save_over, lambda: None, None, None),
         ]
         for b in range(blocks):
             for key, save, free, load_key, load in ways if b % 2 == 0 else ways[::-1]:
@@ -121,6 +128,7 @@ def measure(size_mb: int, blocks: int, per_block: int, settle_s: float) -> dict[
         **med,
         "save_ratio": med["store_save"] / med["plain_save"],
         "save_ratio_vs_kept": med["store_save"] / med["kept_save"],
+        "save_ratio_vs_over": med["store_save"] / med["over_save"],
         "load_ratio": med["store_load"] / med["plain_load"],
     }
 
@@ -132,6 +140,7 @@ def main() -> None:
     results = {}
     print(
         f"{'state':>7} {'plain save':>11} {'store save':>11} {'ratio':>6} {'kept save':>10} {'ratio':>6} "
+        f"{'overwrite':>10} {'ratio':>6} "
         f"{'plain load':>11} {'store load':>11} {'ratio':>6}"
     )
     for size in args.sizes_mb:
@@ -140,6 +149,7 @@ def main() -> None:
         print(
             f"{size:>5}MB {r['plain_save']:10.3f}s {r['store_save']:10.3f}s {r['save_ratio']:6.2f} "
             f"{r['kept_save']:9.3f}s {r['save_ratio_vs_kept']:6.2f} "
+            f"{r['over_save']:9.3f}s {r['save_ratio_vs_over']:6.2f} "
             f"{r['plain_load']:10.3f}s {r['store_load']:10.3f}s {r['load_ratio']:6.2f}"
         )
     OUT.mkdir(exist_ok=True)

@@ -1,0 +1,61 @@
+"""The benchmark scripts still run against the current code (they are not timed here).
+
+Each is driven on a tiny input with its results folder pointed at a temporary one, so an API
+change that breaks a benchmark fails the suite instead of the next person who re-runs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _bench(name: str, monkeypatch: pytest.MonkeyPatch, out: Path) -> ModuleType:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module(name)
+    monkeypatch.setattr(module, "OUT", out)
+    return module
+
+
+def test_goodput_meets_its_target_in_every_slot(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    goodput = _bench("goodput", monkeypatch, tmp_path)
+    monkeypatch.setattr(goodput, "RUNS", 4)
+    goodput.main()
+    results = json.loads((tmp_path / "goodput.json").read_text())
+    assert (tmp_path / "goodput.png").stat().st_size > 0
+    for slot in results["slots"].values():
+        assert slot["batcher"]["misses"] == 0
+
+
+def test_checkpoint_io_measures_every_way(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    checkpoint_io = _bench("checkpoint_io", monkeypatch, tmp_path)
+    r = checkpoint_io.measure(1, blocks=2, per_block=1, settle_s=0.0)
+    for key in ("plain_save", "store_save", "kept_save", "plain_load", "store_load"):
+        assert r[key] > 0, key
+
+
+@pytest.mark.parametrize("naive", [False, True], ids=["batcher", "naive-chain"])
+def test_workflow_scaling_restart_is_a_no_op(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, naive: bool
+) -> None:
+    """build() must produce a finished workflow: plan_seconds() exits if Snakemake would run a job."""
+    workflow_scaling = _bench("workflow_scaling", monkeypatch, tmp_path)
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    workflow_scaling.build(workdir, 2, 3, naive=naive)
+    assert workflow_scaling.plan_seconds(workdir, 1) > 0
+
+
+@pytest.fixture(autouse=True)
+def _forget_benchmark_modules() -> Iterator[None]:
+    yield
+    for name in ("goodput", "checkpoint_io", "workflow_scaling"):
+        sys.modules.pop(name, None)
