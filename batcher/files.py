@@ -24,6 +24,7 @@ __all__ = [
     "checkpoint_digest",
     "checkpoint_size",
     "default_algorithm",
+    "drop_cached",
     "file_digest",
     "files_of",
     "fsync_dir",
@@ -55,6 +56,24 @@ def fsync_path(path: Path) -> None:
 def fsync_dir(path: Path) -> None:
     """Make a rename inside ``path`` durable."""
     fsync_path(path)
+
+
+def drop_cached(path: Path) -> None:
+    """Ask the kernel to drop the cached pages of a durable file or folder (its data stays on
+    disk). Best effort: nothing happens where posix_fadvise is missing or the file is gone."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    for f in files_of(path) if path.is_dir() else [path]:
+        try:
+            fd = os.open(f, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def temp_path(path: Path) -> Path:

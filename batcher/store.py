@@ -37,6 +37,7 @@ from batcher.files import (
     checkpoint_digest,
     checkpoint_size,
     default_algorithm,
+    drop_cached,
     file_digest,
     files_of,
     fsync_dir,
@@ -297,6 +298,12 @@ class CheckpointStore:
         previous, keep_note = self._previous(step)
         name = f"step-{step:09d}.pt"
         path = self.directory / name
+        # The kept checkpoints' cached pages are of no use to this process (it restored from
+        # them long ago). Dropping them just before writing hands the writer memory the kernel
+        # has just freed; on a VM that returns long-free memory to its host (virtio-balloon
+        # free page reporting) writing 1 GB into such memory took 1.5 s longer here.
+        for old in previous:
+            drop_cached(self.directory / old.file)
         with ThreadPoolExecutor(1) as pool:
             with atomic_path(path, fault=self._fault, keep_note=keep_note, what="checkpoint") as tmp:
                 _torch_save(state, tmp)

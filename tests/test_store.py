@@ -302,3 +302,31 @@ def test_crash_before_a_sharded_commit_leaves_the_previous_checkpoint(tmp_path: 
     del loaded
     _sharded(store, 3, b"c" * 100)  # and the next save goes on normally
     assert [e.step for e in store.entries()] == [1, 3]
+
+
+def test_save_drops_the_kept_checkpoints_cache_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before writing, the store drops the cached pages of the checkpoints it keeps (so the
+    writer gets just-freed memory); their data stays on disk and still loads."""
+    import batcher.store
+
+    store = _filled(tmp_path, count=2, keep=3)
+    dropped: list[str] = []
+    real = batcher.store.drop_cached
+    monkeypatch.setattr(batcher.store, "drop_cached", lambda p: (dropped.append(p.name), real(p)))
+    store.save(_state(3), step=30, segment=3)
+    assert dropped == ["step-000000010.pt", "step-000000020.pt"]
+    for entry in store.entries():
+        assert store.verify(entry) is None
+
+
+def test_drop_cached_is_harmless(tmp_path: Path) -> None:
+    from batcher.files import drop_cached
+
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"x" * 100_000)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "a").write_bytes(b"a")
+    drop_cached(f)
+    drop_cached(tmp_path / "dir")
+    drop_cached(tmp_path / "missing")
+    assert f.read_bytes() == b"x" * 100_000 and (tmp_path / "dir" / "a").read_bytes() == b"a"
