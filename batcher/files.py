@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ __all__ = [
     "fsync_path",
     "new_hash",
     "remove_path",
+    "stream_digest",
     "temp_path",
 ]
 
@@ -191,14 +193,21 @@ def new_hash(algorithm: str) -> Any:
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    """Return the hex digest of the file at ``path``.
+    """Return the hex digest of the file at ``path``."""
+    with open(path, "rb", buffering=0) as f:
+        return stream_digest(f, algorithm)
+
+
+def stream_digest(f: io.RawIOBase, algorithm: str) -> str:
+    """Return the hex digest of what is left to read in ``f`` (an unbuffered binary file).
 
     Read in 8 MB pieces into one reused buffer (a memory map saves little, and a file cut
-    short meanwhile would kill the process with SIGBUS instead of failing the check).
+    short meanwhile would kill the process with SIGBUS instead of failing the check). Taking an
+    open file lets a caller hash on another thread a file it is about to rename.
     """
     h = new_hash(algorithm)
     buf = bytearray(_CHUNK)
-    with open(path, "rb", buffering=0) as f, memoryview(buf) as view:
+    with memoryview(buf) as view:
         while n := f.readinto(buf):
             h.update(view[:n])
     return str(h.hexdigest())

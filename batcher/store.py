@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from batcher.files import (
     fsync_dir,
     fsync_path,
     remove_path,
+    stream_digest,
     temp_path,
 )
 
@@ -304,13 +306,16 @@ class CheckpointStore:
         # free page reporting) writing 1 GB into such memory took 1.5 s longer here.
         for old in previous:
             drop_cached(self.directory / old.file)
-        with ThreadPoolExecutor(1) as pool:
+        # (the pool exits first: its thread is done with the file before the file is closed)
+        with ExitStack() as files, ThreadPoolExecutor(1) as pool:
             with atomic_path(path, fault=self._fault, keep_note=keep_note, what="checkpoint") as tmp:
                 _torch_save(state, tmp)
                 self._fault("checkpoint:written")
-                # hash (reading the page cache) while the kernel writes the same file to disk
-                digest = pool.submit(file_digest, tmp, self.algorithm)
-                size = tmp.stat().st_size
+                # Hash (reading the page cache) while the kernel writes the same file to disk.
+                # Opened here, not on the thread: atomic_path renames tmp as soon as it is fsynced.
+                reader = files.enter_context(open(tmp, "rb", buffering=0))
+                digest = pool.submit(stream_digest, reader, self.algorithm)
+                size = os.fstat(reader.fileno()).st_size
             hexdigest = digest.result()
         return self._commit(name, step, segment, hexdigest, size, t0, previous, keep_note)
 

@@ -330,3 +330,23 @@ def test_drop_cached_is_harmless(tmp_path: Path) -> None:
     drop_cached(tmp_path / "dir")
     drop_cached(tmp_path / "missing")
     assert f.read_bytes() == b"x" * 100_000 and (tmp_path / "dir" / "a").read_bytes() == b"a"
+
+
+def test_hash_thread_does_not_race_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is hashed on a thread while it is fsynced and renamed; a thread slow to start
+    (here: 0.3 s before it reads) must still hash the file, not fail on its temporary name."""
+    import time
+
+    import batcher.files
+
+    real = batcher.files.new_hash
+
+    def slow_new_hash(algorithm: str) -> object:
+        time.sleep(0.3)
+        return real(algorithm)
+
+    monkeypatch.setattr(batcher.files, "new_hash", slow_new_hash)
+    store = CheckpointStore(tmp_path / "ckpt")
+    info = store.save(_state(1), step=1, segment=0)
+    monkeypatch.setattr(batcher.files, "new_hash", real)
+    assert store.verify(info) is None
