@@ -3,7 +3,10 @@ from __future__ import annotations
 import errno
 import json
 import pickle
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -169,20 +172,22 @@ def test_crash_between_manifest_and_retention_is_cleaned_up(tmp_path: Path) -> N
     ]
 
 
+@contextmanager
+def _tmpfs(where: Path, *options: str, skip_why: str) -> Iterator[Path]:
+    """A real tmpfs mounted at ``where`` (needs root; the test is skipped without it)."""
+    where.mkdir()
+    mount = ["mount", "-t", "tmpfs", *(["-o", ",".join(options)] if options else []), "tmpfs", str(where)]
+    if subprocess.run(mount, capture_output=True, check=False).returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (not root); {skip_why}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
 def test_real_full_disk(tmp_path: Path) -> None:
     """On a real tiny file system when one can be mounted (root); else the fault injection above covers it."""
-    import subprocess
-
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if (
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, check=False
-        ).returncode
-        != 0
-    ):
-        pytest.skip("cannot mount a tmpfs here (not root); ENOSPC is covered by fault injection")
-    try:
+    with _tmpfs(tmp_path / "tiny", "size=256k", skip_why="ENOSPC is covered by fault injection") as mnt:
         store = CheckpointStore(mnt / "ckpt", keep=2)
         store.save({"w": torch.zeros(1000)}, step=1, segment=0)
         with pytest.raises(SaveError, match="disk is full"):
@@ -190,8 +195,6 @@ def test_real_full_disk(tmp_path: Path) -> None:
         loaded = store.load_latest()
         assert loaded is not None and loaded.info.step == 1
         del loaded  # its tensors map the file
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -229,13 +232,7 @@ def test_hash_whose_package_is_missing_says_what_to_install(monkeypatch: pytest.
 
 def test_read_only_folder_is_named_in_the_error(tmp_path: Path) -> None:
     """torch's writer only says 'file cannot be opened'; the store reports the real cause."""
-    import subprocess
-
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (not root)")
-    try:
+    with _tmpfs(tmp_path / "ro", skip_why="no read-only file system to test on") as mnt:
         store = CheckpointStore(mnt / "ckpt", keep=2)
         store.save({"w": torch.zeros(10)}, step=1, segment=0)
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
@@ -245,8 +242,6 @@ def test_read_only_folder_is_named_in_the_error(tmp_path: Path) -> None:
         loaded = store.load_latest()
         assert loaded is not None and loaded.info.step == 1
         del loaded
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _sharded(store: CheckpointStore, step: int, payload: bytes) -> None:
