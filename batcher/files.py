@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib
 import io
 import os
 import shutil
@@ -175,21 +176,18 @@ def new_hash(algorithm: str) -> Any:
         raise BatcherError(
             f"unknown checkpoint hash {algorithm!r}; this torch-batcher knows {', '.join(ALGORITHMS)}"
         )
+    if algorithm == "sha256":
+        return hashlib.sha256()
     try:
-        if algorithm == "xxh3_128":
-            import xxhash
-
-            return xxhash.xxh3_128()
-        if algorithm == "blake3":
-            import blake3
-
-            return blake3.blake3()
+        # By name: both packages are optional for reading old checkpoints, and an import by name
+        # type-checks the same whether or not the package (or its stubs) is installed.
+        module = importlib.import_module(_PACKAGE[algorithm])
     except ImportError as exc:
         raise BatcherError(
             f"this checkpoint was hashed with {algorithm}, whose package is not installed here: "
             f"pip install {_PACKAGE[algorithm]}"
         ) from exc
-    return hashlib.sha256()
+    return getattr(module, algorithm)()  # xxhash.xxh3_128(), blake3.blake3()
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:

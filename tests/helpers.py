@@ -20,14 +20,24 @@ TRAIN_FULL = ROOT / "tests" / "scripts" / "train_full.py"
 TRAIN_DDP = ROOT / "tests" / "scripts" / "train_ddp.py"
 EXAMPLE = ROOT / "examples" / "train.py"
 
-# Starts the clock after `import torch`, so a segment's training time does not depend on how long
-# the import takes on a loaded machine.
+# A segment's budget counts from the script's call to batcher.segment(), after `import torch` and
+# any process-group set-up, so it is training time on any machine: a test that needs N segments
+# gives its run more than (N - 1) x budget_s of step sleeps (each segment trains less than budget_s).
 _LAUNCH = (
-    "import os, runpy, sys, time, torch, torch._dynamo, torch.optim, torch.distributed; "
+    "import os, runpy, sys, time, batcher; "
     "budget = os.environ.pop('TEST_BUDGET_S', ''); "
-    "budget and os.environ.__setitem__('BATCHER_DEADLINE', '@%f' % (time.time() + float(budget))); "
+    "real = batcher.segment; "
+    "start = lambda *a, **k: (budget and os.environ.__setitem__("
+    "'BATCHER_DEADLINE', '@%f' % (time.time() + float(budget))), real(*a, **k))[1]; "
+    "batcher.segment = start; "
     "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 )
+
+
+def sleep_per_step(*, segments: int, budget_s: float, steps: int) -> float:
+    """The step sleep that makes a run of ``steps`` steps need at least ``segments`` segments of
+    ``budget_s`` each, whatever the machine's speed (10 % to spare)."""
+    return round(1.1 * (segments - 1) * budget_s / steps, 3)
 
 
 def run_segment(

@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs and run it:  bash tests/run.sh [pytest args]
-#   - Python packages (torch 2.13.0 CPU, snakemake 9, the Slurm executor plugin, dev tools)
+#   - a fresh virtualenv (build/test-venv, made anew on every run) holding exactly the declared
+#     dependencies: torch 2.13.0 CPU, snakemake 9, the Slurm executor plugin, the dev tools. Nothing
+#     installed elsewhere on the machine is importable, so an undeclared package fails here too.
+#     The project is installed the way the README says (`pip install -e`, default editable mode).
 #   - a real one-node Slurm cluster (Debian's slurm-wlm, munge, slurmdbd, MariaDB) for the
 #     tests marked `slurm`, started before and stopped after. Needs root; without root run
 #     `bash tests/run.sh -m "not slurm"` (pytest reports the deselected tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check torch==2.13.0 -e ".[dev]" --config-settings editable_mode=compat
+venv=build/test-venv
+started=$(date +%s)
+rm -rf "$venv"
+python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check torch==2.13.0 -e ".[dev]"
+echo "tests/run.sh: fresh virtualenv $venv ready in $(($(date +%s) - started)) s"
+# Tests start subprocesses (snakemake, batcher, python) from PATH or sys.executable: both are the venv's.
+export PATH="$PWD/$venv/bin:$PATH" VIRTUAL_ENV="$PWD/$venv" TORCH_BATCHER_TEST_VENV="$PWD/$venv"
+unset PYTHONPATH PYTHONHOME PYTHONUSERBASE
+export PYTHONNOUSERSITE=1
 
 case " $* " in
     *"not slurm"*) slurm=no ;;
@@ -18,4 +30,4 @@ if [ "$slurm" = yes ]; then
     trap 'bash tests/slurm/cluster.sh down' EXIT
 fi
 
-python3 -m pytest "$@"
+"$venv/bin/python" -m pytest "$@"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TRAIN_FULL, run_chain, run_segment
+from helpers import TRAIN_FULL, run_chain, run_segment, sleep_per_step
 
 import batcher
 
@@ -36,14 +36,15 @@ def _assert_same_state(a: dict, b: dict, path: str = "") -> None:
 
 @pytest.mark.parametrize("mode", ["mid-epoch", "epoch-boundaries"])
 def test_segmented_run_is_bit_identical_to_uninterrupted(tmp_path: Path, mode: str) -> None:
-    args = ["--epochs", "6", "--step-sleep", "0.04"] + (
+    budget = 2.0 if mode == "mid-epoch" else 2.2
+    sleep = sleep_per_step(segments=4, budget_s=budget, steps=96)
+    args = ["--epochs", "6", "--step-sleep", str(sleep)] + (
         ["--no-iterate"] if mode == "epoch-boundaries" else []
     )
     whole = run_segment(TRAIN_FULL, args, tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
     assert "FINISHED 96" in whole.stdout
 
-    budget = 2.0 if mode == "mid-epoch" else 2.2
     statuses = run_chain(TRAIN_FULL, args, tmp_path / "cut", budget_s=budget)
     assert len(statuses) >= 4, [s["step"] for s in statuses]
     assert all(s["stop_reason"] == "deadline" for s in statuses[:-1])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import python_env
-from helpers import losses, run_ranks, same_final_state, workflow_copy
+from helpers import losses, run_ranks, same_final_state, sleep_per_step, workflow_copy
 
 import batcher
 
@@ -20,7 +20,8 @@ import batcher
 def test_two_ranks_segmented_equals_uninterrupted(tmp_path: Path, mode: str) -> None:
     """DDP (rank 0 writes one file) and FSDP (every rank writes its shards through
     torch.distributed.checkpoint into one committed folder) both resume bit for bit."""
-    args = ["--epochs", "10", "--step-sleep", "0.04", *(["--fsdp"] if mode == "fsdp" else [])]
+    sleep = sleep_per_step(segments=3, budget_s=4.0, steps=160)  # 10 epochs of 16 steps per rank
+    args = ["--epochs", "10", "--step-sleep", str(sleep), *(["--fsdp"] if mode == "fsdp" else [])]
     whole = run_ranks(tmp_path / "whole", args)
     assert all(p.returncode == 0 for p in whole), [p.stderr[-2000:] for p in whole]
     segments = 0
@@ -63,7 +64,8 @@ def test_sigkill_of_one_rank_mid_save_keeps_the_last_checkpoint(
     """Rank 0 killed after writing its temp file (DDP) or the folder's last file (FSDP), or rank 1
     killed during the save: the others fail promptly, the last committed checkpoint loads, and the
     run finishes as if nothing happened."""
-    args = ["--epochs", "6", "--step-sleep", "0.04", *(["--fsdp"] if mode == "fsdp" else [])]
+    sleep = sleep_per_step(segments=2, budget_s=4.0, steps=96)  # the first segment stops unfinished
+    args = ["--epochs", "6", "--step-sleep", str(sleep), *(["--fsdp"] if mode == "fsdp" else [])]
     first = run_ranks(tmp_path / "run", args, budget_s=4.0)
     assert [p.returncode for p in first] == [0, 0], [p.stderr[-2000:] for p in first]
     before = batcher.load_checkpoint(tmp_path / "run")["step"]
@@ -92,7 +94,7 @@ def test_sigkill_of_one_rank_mid_save_keeps_the_last_checkpoint(
 
 def test_run_of_two_ranks_continues_on_one(tmp_path: Path) -> None:
     """DDP state is the same on every rank, so a run can move to fewer processes (with a warning)."""
-    args = ["--epochs", "6", "--step-sleep", "0.04"]  # 3.8 s of steps: more than one 4 s slot
+    args = ["--epochs", "6", "--step-sleep", str(sleep_per_step(segments=2, budget_s=4.0, steps=96))]
     first = run_ranks(tmp_path / "run", args, budget_s=4.0)
     assert [p.returncode for p in first] == [0, 0], [p.stderr[-2000:] for p in first]
     assert json.loads((tmp_path / "run" / "status" / "seg-0000.json").read_text())["status"] == "unfinished"
@@ -110,7 +112,7 @@ def test_workflow_runs_two_tasks_per_segment(tmp_path: Path) -> None:
     one run, and results/E/final.pt holds the whole (unsharded) model."""
     exp = {
         "script": "scripts/train_ddp.py",
-        "args": {"step-sleep": 0.3, "fsdp": True},  # 19 s of steps: more than one 20 s slot
+        "args": {"step-sleep": sleep_per_step(segments=2, budget_s=20, steps=64), "fsdp": True},
         "length": 4,
         "resources": {"tasks": 2},
     }

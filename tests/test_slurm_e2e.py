@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import python_env
-from helpers import TRAIN_FULL, losses, run_ranks, run_segment, same_final_state, workflow_copy
+from helpers import (
+    TRAIN_FULL,
+    losses,
+    run_ranks,
+    run_segment,
+    same_final_state,
+    sleep_per_step,
+    workflow_copy,
+)
 
 import batcher
 
@@ -108,7 +116,8 @@ def _assert_matches(workdir: Path, exp: str, model: dict, losses: list[float]) -
 
 
 def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: Path) -> None:
-    exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": 1.0}, "length": 6}}
+    sleep = sleep_per_step(segments=3, budget_s=60, steps=96)  # 6 epochs of 16 steps in 60 s jobs
+    exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": sleep}, "length": 6}}
     workdir = workflow_copy(tmp_path / "wf", exp)
     t0 = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")  # sacct prints local time
     out = _run_workflow(workdir, "policy=fixed:60s", "margin_s=5", "stop_signal=URG@1")
@@ -133,8 +142,8 @@ def test_two_task_chain_through_slurm(tmp_path: Path) -> None:
     exp = {
         "d": {
             "script": "scripts/train_ddp.py",
-            "args": {"step-sleep": 0.8},
-            "length": 5,  # 80 steps of 0.8 s: more than one 60 s job
+            "args": {"step-sleep": sleep_per_step(segments=2, budget_s=60, steps=80)},
+            "length": 5,  # 80 steps per rank
             "resources": {"tasks": 2},
         }
     }
@@ -165,6 +174,8 @@ def test_two_task_chain_through_slurm(tmp_path: Path) -> None:
 def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
     # 2-minute jobs: a signal sent 10 s into a job is far outside the window in which Slurm's own
     # warning can arrive (lead + 35 s before the end), so the library takes it as a stop request.
+    # 224 steps of 0.6 s: segment 0 is stopped early and segment 1's first job killed, so the retry
+    # (one 120 s job, less than 134 s of steps) cannot finish and segment 2 must follow.
     exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.6}, "length": 14}}
     workdir = workflow_copy(tmp_path / "wf", exp)
     argv = _snakemake_argv("policy=fixed:120s", "margin_s=5", "stop_signal=URG@1")

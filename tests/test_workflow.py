@@ -12,16 +12,17 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT, python_env
-from helpers import TRAIN_FULL, run_segment
+from helpers import TRAIN_FULL, run_segment, sleep_per_step
 
 import batcher
 
 pytestmark = pytest.mark.workflow
 
 POLICY = ["--config", "policy=fixed:12s", "margin_s=1"]
+SLEEP = sleep_per_step(segments=3, budget_s=12, steps=96)  # 6 epochs of 16 steps in 12 s slots
 EXPERIMENTS = {
-    "a": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.25}, "length": 6},
-    "b": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.25, "hidden": 8}, "length": 6},
+    "a": {"script": "scripts/train_full.py", "args": {"step-sleep": SLEEP}, "length": 6},
+    "b": {"script": "scripts/train_full.py", "args": {"step-sleep": SLEEP, "hidden": 8}, "length": 6},
 }
 
 
