@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 from batcher.sharded import full_sharded_state
+from batcher.state import load_values
 from batcher.store import REST, CheckpointStore
 
 __all__ = ["load_checkpoint", "whole_state"]
@@ -17,22 +18,27 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
 
     ``objects`` maps the names given to ``batcher.segment(...)`` to their state dicts, so
     ``model.load_state_dict(load_checkpoint("runs/exp")["objects"]["model"])`` restores the weights.
+    ``file`` names the checkpoint used; when newer ones failed their checks, ``problems`` says
+    why and a warning is issued, as a resumed segment reports it.
     Raises :class:`FileNotFoundError` when the run has no checkpoint yet.
     """
     store = CheckpointStore(Path(run_dir) / "ckpt")
     loaded = store.load_latest()
     if loaded is None:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet (looked in {store.directory})")
+    for problem in loaded.problems:
+        warnings.warn(f"{run_dir}: {problem}; using the older {loaded.info.file}", stacklevel=2)
     state = loaded.state
     if "sharded_dir" in state:  # FSDP: put the shards back together
         state = {**state, "objects": {**state["objects"], **full_sharded_state(Path(state["sharded_dir"]))}}
     return {
         "objects": state["objects"],
-        "values": json.loads(state["values"]),
+        "values": load_values(state["values"], {}),
         "epoch": state["pos"]["epoch"],
         "step": state["pos"]["step"],
         "done": bool(state.get("done")),
         "file": str(store.directory / loaded.info.file),
+        "problems": list(loaded.problems),
     }
 
 

@@ -16,9 +16,12 @@ from batcher.errors import BatcherError
 from batcher.experiments import Experiment, load_experiments, read_config_text
 from batcher.policy import policy_from_spec
 from batcher.progress import experiment_progress
-from batcher.timespec import format_duration
+from batcher.timespec import format_duration, parse_deadline
 
 __all__ = ["main"]
+
+# argparse prints descriptions as they are: plain text here, not the reST of the docstrings
+_DESCRIPTION = "torch-batcher: where experiments stand, what a time-limit policy allows, metric curves."
 
 
 def _experiments(config_path: Path, policy_override: str | None) -> dict[str, Experiment]:
@@ -36,6 +39,12 @@ def _experiments(config_path: Path, policy_override: str | None) -> dict[str, Ex
     return load_experiments(config, schema=schema, source=text, filename=str(config_path))
 
 
+def _at(text: str | None) -> datetime:
+    """The instant ``--at`` names (ISO time, ``@unix`` or a duration from now); now without it."""
+    now = datetime.now(timezone.utc)
+    return now if text is None else parse_deadline(text, now=now, what="--at")
+
+
 def _local(iso: str | None) -> str:
     if not iso:
         return "-"
@@ -45,7 +54,7 @@ def _local(iso: str | None) -> str:
 def _status(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
     exps = _experiments(config_path, args.policy)
-    now = datetime.fromisoformat(args.at) if args.at else datetime.now(timezone.utc)
+    now = _at(args.at)
     rows = [experiment_progress(e, root=config_path.parent, now=now) for e in exps.values()]
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=1))
@@ -95,9 +104,7 @@ def _policy(args: argparse.Namespace) -> int:
         config = Path(args.config)
         spec = read_config_text(config.read_text()).get("policy", "das5") if config.is_file() else "das5"
     policy = policy_from_spec(spec)
-    at = datetime.fromisoformat(args.at) if args.at else datetime.now(timezone.utc)
-    if at.tzinfo is None:
-        at = at.astimezone()
+    at = _at(args.at)
     tz = getattr(policy, "tz", None)
     if tz:  # show the policy's own wall clock
         from zoneinfo import ZoneInfo
@@ -107,7 +114,8 @@ def _policy(args: argparse.Namespace) -> int:
         print("policy 'none': no time limit")
         return 0
     limit = policy(at)
-    end = at + limit
+    # in UTC: wall-clock arithmetic in a zone with DST puts the end an hour off across the switch
+    end = (at.astimezone(timezone.utc) + limit).astimezone(at.tzinfo)
     print(f"at          {at:%a %Y-%m-%d %H:%M %Z}")
     print(f"time limit  {format_duration(limit.total_seconds())} ({int(limit.total_seconds() // 60)} min)")
     print(f"job ends    {end.astimezone(at.tzinfo):%a %Y-%m-%d %H:%M %Z}")
@@ -141,20 +149,23 @@ def _plot(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``batcher`` command line; return its exit status."""
-    p = argparse.ArgumentParser(prog="batcher", description=__doc__)
+    p = argparse.ArgumentParser(prog="batcher", description=_DESCRIPTION)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
+    config_help = "the workflow's config.yaml (default: %(default)s)"
+    at_help = "ISO time with offset, e.g. 2026-11-27T19:59+01:00, or a duration from now, e.g. 12h"
     st = sub.add_parser("status", help="experiments from config.yaml: state, progress, ETA")
-    st.add_argument("--config", default="config.yaml")
+    st.add_argument("--config", default="config.yaml", help=config_help)
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.add_argument("--policy", help="simulate the ETA under this policy (default: the config's)")
-    st.add_argument("--at", help="pretend it is this ISO time (with offset) for the ETA")
+    st.add_argument("--at", help="pretend it is this time for the ETA: " + at_help + " (default: now)")
     po = sub.add_parser("policy", help="the time limit a policy gives now or at --at")
     po.add_argument("--policy", help="spec such as das5, fixed:15m (default: the config's, else das5)")
-    po.add_argument("--at", help="ISO time, e.g. 2026-11-27T19:59+01:00 (default: now)")
-    po.add_argument("--config", default="config.yaml")
+    po.add_argument("--at", help=at_help + " (default: now)")
+    po.add_argument("--config", default="config.yaml", help=config_help)
     pl = sub.add_parser("plot", help="metric curves per experiment with segment boundaries, and a summary")
-    pl.add_argument("--config", default="config.yaml")
-    pl.add_argument("--out", default="results/plots")
+    pl.add_argument("--config", default="config.yaml", help=config_help)
+    pl.add_argument("--out", default="results/plots", help="folder for the PNG files (default: %(default)s)")
     pl.add_argument("--metric", default="loss", help="metric compared in summary.png")
     args = p.parse_args(argv)
     try:
@@ -162,6 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BatcherError as exc:
         print(f"batcher {args.command}: {exc}", file=sys.stderr)
         return 2
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch-batcher")
+    except PackageNotFoundError:
+        return "unknown (not installed; pip install -e .)"
 
 
 if __name__ == "__main__":

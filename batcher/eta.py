@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from batcher.errors import SlotTooShortError
 from batcher.policy import Policy
+from batcher.timespec import format_duration
 
 __all__ = ["SegmentCost", "simulate_finish"]
 
@@ -30,6 +32,7 @@ def simulate_finish(
 
     Each segment gets ``policy(start)``, of which ``cost.overhead_s`` is not training; segments
     follow each other after ``cost.gap_s``. Without a policy the rest runs in one segment.
+    Raises :class:`SlotTooShortError` when the slots never leave time to train (a stuck run).
     """
     t = now.astimezone(timezone.utc)
     if remaining_train_s <= 0:
@@ -37,11 +40,18 @@ def simulate_finish(
     if policy is None:
         return t + timedelta(seconds=remaining_train_s + cost.overhead_s), 1
     left = remaining_train_s
+    longest = 0.0
     for n in range(1, max_segments + 1):
         slot = policy(t).total_seconds()
         useful = max(0.0, slot - cost.overhead_s)
+        longest = max(longest, slot)
         if left <= useful:
             return t + timedelta(seconds=left + cost.overhead_s), n
         left -= useful
         t += timedelta(seconds=slot + cost.gap_s)
-    raise ValueError(f"no finish within {max_segments} segments: each slot is shorter than its overhead")
+    raise SlotTooShortError(
+        f"no finish within {max_segments} segments: the longest slot the policy gives "
+        f"({format_duration(longest)}) is not longer than what a segment needs besides training "
+        f"({format_duration(cost.overhead_s)}: start-up, restore, one step and the final save). "
+        "Give jobs more time (policy), or make a step shorter (iterate over batches)"
+    )

@@ -10,9 +10,10 @@
 
 from __future__ import annotations
 
-import json
+import atexit
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -37,7 +38,15 @@ from batcher.ranks import DEADLINE, NO_STOP, SIGNAL, Ranks
 from batcher.sharded import ShardedState
 from batcher.signals import DEFAULT_STOP_SIGNALS, StopSignals, parse_signals
 from batcher.slurm import SlurmWarning
-from batcher.state import capture_rng, check_stateful, load_objects, restore_rng, save_objects
+from batcher.state import (
+    capture_rng,
+    check_stateful,
+    load_objects,
+    load_values,
+    restore_rng,
+    save_objects,
+    save_values,
+)
 from batcher.status import read_status, write_status
 from batcher.store import CheckpointInfo, CheckpointStore
 from batcher.timespec import format_duration
@@ -46,7 +55,8 @@ from batcher.timing import DurationEstimator, SaveEstimator
 __all__ = ["Segment", "SegmentStopped", "segment"]
 
 T = TypeVar("T")
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 2: seg.values saved as tensors and containers (1: a JSON string)
+READS_FORMATS = (1, 2)
 
 
 class SaveFailed:
@@ -143,6 +153,7 @@ class Segment:
         self._step = 0  # batches (or epochs, without iterate) completed over the whole run
         self._tick = 0  # every boundary passed; names checkpoints
         self._start_step = 0
+        self._start_tick = 0
         self._total: int | None = None
         self._epoch_len: int | None = None
         self._epoch_rng: dict[str, Any] | None = None
@@ -194,8 +205,28 @@ class Segment:
             limit = f"deadline {at:%Y-%m-%d %H:%M:%S %Z} in {format_duration(left)} ({self.deadline.source})"
         self._say(f"{self.experiment} segment {self.index}: {where}; {limit}; margin {self.margin_s:g}s")
 
+    def _at_exit(self) -> None:
+        """At interpreter exit, a loop that ran to its end without ``seg.done()``: finish the run
+        (single process), so that the workflow does not retrain the segment, and say so."""
+        if self._closed or not self._finished_loop:
+            return  # stopped, finished, or left the loop early (a crash): nothing to add
+        forgot = "the training loop ran to its end, but the script never called seg.done()"
+        if getattr(sys, "last_value", None) is not None or self._ranks.active:
+            # a script that crashed after its loop, or ranks whose process group may be gone:
+            # no save here; the segment counts as failed and is retried from the last checkpoint
+            self._say(f"ERROR: {forgot}; the run is not marked finished. Add seg.done() after the loop")
+            return
+        self._say(
+            f"WARNING: {forgot}; batcher saves the final state and marks the run done. "
+            "Add seg.done() after the loop"
+        )
+        try:
+            self.done()
+        except Exception as exc:  # an exception here would disturb the interpreter's shutdown
+            self._say(f"ERROR: could not finish the run: {type(exc).__name__}: {exc}")
+
     def _restore(self, state: dict[str, Any], info: CheckpointInfo) -> None:
-        if state.get("format") != STATE_FORMAT:
+        if state.get("format") not in READS_FORMATS:
             raise BatcherError(
                 f"{self._store.directory / info.file} has state format {state.get('format')!r}, this "
                 f"torch-batcher reads format {STATE_FORMAT}; use the torch-batcher version that wrote it"
@@ -213,7 +244,7 @@ class Segment:
         load_objects(self._replicated, state["objects"], where=where)
         if self._sharded is not None and sharded_dir is not None:
             self._sharded.load(Path(sharded_dir))
-        self.values.update(json.loads(state["values"]))
+        self.values.update(load_values(state["values"], self.values))
         pos = state["pos"]
         self._epoch, self._batch, self._step, self._tick = (
             pos["epoch"],
@@ -222,6 +253,7 @@ class Segment:
             pos["tick"],
         )
         self._start_step = self._step
+        self._start_tick = self._tick
         by_rank = state.get("rng_by_rank") or [state["rng"]]
         epoch_by_rank = state.get("epoch_rng_by_rank") or [state.get("epoch_rng")]
         self._pending_rng = by_rank[self._ranks.rank % len(by_rank)]
@@ -282,6 +314,8 @@ class Segment:
             else:  # the loop is over: done() saves next, no reason to stop here
                 self._dirty = True
                 self._tick += 1
+        if not self._finished_loop:
+            _at_script_end(self)
         self._finished_loop = True
 
     _uses_iterate_this_epoch = False
@@ -325,7 +359,10 @@ class Segment:
     # -- boundaries: measure, decide, stop -------------------------------------------------------
     def _boundary(self, estimator: DurationEstimator, *, next_kind: str) -> None:
         now = self._clock()
-        estimator.add(now - self._last_boundary)
+        if self._tick == self._start_tick:  # this segment's first step: compile, workers, caches
+            estimator.warm_up(now - self._last_boundary)
+        else:
+            estimator.add(now - self._last_boundary)
         self._last_boundary = now
         self._tick += 1
         self._dirty = True
@@ -404,13 +441,7 @@ class Segment:
 
     # -- saving ----------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        try:
-            values = json.dumps(self.values)
-        except TypeError as exc:
-            raise BatcherError(
-                f"seg.values must be JSON-serializable ({exc}); store numbers, strings, lists and "
-                "dicts there, and objects with state_dict() as keyword arguments to batcher.segment()"
-            ) from None
+        values = save_values(self.values)
         rng = self._ranks.gather(capture_rng())
         epoch_rng = self._ranks.gather(self._epoch_rng if self._batch else None)
         return {
@@ -499,6 +530,16 @@ class Segment:
         except BatcherError as exc:
             return SaveFailed(str(exc))
 
+    def _progress_fraction(self, *, done: bool) -> float | None:
+        """How much of ``seg.range(total)`` is behind: 1.0 only for a finished run (a segment
+        stopped after the last batch still has the epoch's end and ``seg.done()`` ahead)."""
+        if done:
+            return 1.0
+        if not self._total:
+            return None
+        part = self._epoch + (self._batch / self._epoch_len if self._epoch_len else 0)
+        return min(part / self._total, 0.999)
+
     def _write_status(self, state: str, reason: str) -> None:
         if not self._ranks.main:
             return
@@ -516,10 +557,7 @@ class Segment:
                 "step": self._step,
                 "steps_this_segment": self._step - self._start_step,
                 "total": self._total,
-                "progress": (self._epoch + (self._batch / self._epoch_len if self._epoch_len else 0))
-                / self._total
-                if self._total
-                else 1.0,
+                "progress": self._progress_fraction(done=state == "done"),
                 "started": datetime.fromtimestamp(self._started, tz=timezone.utc).isoformat(),
                 "ended": datetime.fromtimestamp(now, tz=timezone.utc).isoformat(),
                 "deadline": None
@@ -701,6 +739,20 @@ def segment(
         seg._close()
         raise
     return seg
+
+
+def _at_script_end(seg: Segment) -> None:
+    """Call ``seg._at_exit`` when the main script has ended (its loop ran out; ``done()`` may follow).
+
+    ``threading``'s exit hook runs before ``concurrent.futures`` shuts its thread pools (which
+    the store hashes on); ``atexit`` runs after that, too late to save. The hook holds the
+    segment, which a script's ``main()`` may long have dropped.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        (register or atexit.register)(seg._at_exit)
+    except RuntimeError:  # already shutting down (a loop run in an exit hook): no check
+        pass
 
 
 class _DeadlineSeconds:

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from batcher.errors import SlotTooShortError
 from batcher.eta import SegmentCost, simulate_finish
 from batcher.experiments import Experiment
 from batcher.status import read_status
@@ -22,7 +23,7 @@ class ExperimentProgress:
     """One row of ``batcher status``."""
 
     experiment: str
-    state: str  # not started | running | unfinished | done | failed
+    state: str  # not started | running | unfinished | stuck | done | failed
     run_dir: str
     segments: int
     progress: float  # 0..1 of the configured length
@@ -84,7 +85,8 @@ def experiment_progress(exp: Experiment, *, root: Path, now: datetime | None = N
     elif running:
         state = "running"
     elif (problem := _failure(run, len(statuses))) is not None:
-        state = "failed"
+        # the library's SlotTooShortError: a step plus a save does not fit in a job
+        state = "stuck" if "no progress possible" in problem else "failed"
     elif statuses:
         state = "unfinished"
     else:
@@ -98,10 +100,15 @@ def experiment_progress(exp: Experiment, *, root: Path, now: datetime | None = N
         overhead = statistics.median(max(0.0, s["seconds"]["wall"] - s["seconds"]["train"]) for s in trained)
         gaps = _gaps(statuses)
         cost = SegmentCost(overhead_s=overhead + 15.0, gap_s=statistics.median(gaps) if gaps else 30.0)
-        finish, eta_segments = simulate_finish(
-            now=now, remaining_train_s=per_epoch * (exp.length - epoch), policy=exp.policy, cost=cost
-        )
-        eta = finish.isoformat()
+        try:
+            finish, eta_segments = simulate_finish(
+                now=now, remaining_train_s=per_epoch * (exp.length - epoch), policy=exp.policy, cost=cost
+            )
+            eta = finish.isoformat()
+        except SlotTooShortError as exc:
+            if state == "unfinished":
+                state = "stuck"
+            problem = problem or f"stuck: {exc}"
     return ExperimentProgress(
         experiment=exp.name,
         state=state,

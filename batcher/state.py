@@ -6,6 +6,7 @@ numbers, strings, lists, tuples, dicts), so loading a checkpoint can never run c
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -14,7 +15,15 @@ import torch
 
 from batcher.errors import BatcherError, CheckpointMismatchError
 
-__all__ = ["Stateful", "capture_rng", "load_objects", "restore_rng", "save_objects"]
+__all__ = [
+    "Stateful",
+    "capture_rng",
+    "load_objects",
+    "load_values",
+    "restore_rng",
+    "save_objects",
+    "save_values",
+]
 
 
 @runtime_checkable
@@ -108,6 +117,25 @@ def _mismatch_hint(name: str, obj: Any, saved: Any) -> str | None:
     return " | ".join(parts) or None
 
 
+_COMPILED = "_orig_mod."  # torch.compile's wrapper module holds the original as `_orig_mod`
+
+
+def _as_compiled_or_not(obj: Any, saved: Any) -> Any:
+    """``saved`` with its keys renamed for ``obj`` when one of the two is a ``torch.compile``d
+    module and the other is not (the weights are the same; only the ``_orig_mod.`` prefix differs)."""
+    if not isinstance(obj, torch.nn.Module) or not isinstance(saved, Mapping):
+        return saved
+    current = set(obj.state_dict())
+    keys = set(saved)
+    if keys == current:
+        return saved
+    if {k.removeprefix(_COMPILED) for k in keys} == current and all(k.startswith(_COMPILED) for k in keys):
+        return {k.removeprefix(_COMPILED): v for k, v in saved.items()}
+    if {_COMPILED + k for k in keys} == current:
+        return {_COMPILED + k: v for k, v in saved.items()}
+    return saved
+
+
 def load_objects(objects: Mapping[str, Any], saved: Mapping[str, Any], *, where: str) -> None:
     """Load each object's saved state; a mismatch names the object, the keys and what to do."""
     missing_objects = sorted(set(objects) - set(saved))
@@ -120,7 +148,7 @@ def load_objects(objects: Mapping[str, Any], saved: Mapping[str, Any], *, where:
         )
     for name, obj in objects.items():
         try:
-            obj.load_state_dict(saved[name])
+            obj.load_state_dict(_as_compiled_or_not(obj, saved[name]))
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
             detail = _mismatch_hint(name, obj, saved[name]) or f"{type(exc).__name__}: {exc}"
             raise CheckpointMismatchError(
@@ -128,6 +156,56 @@ def load_objects(objects: Mapping[str, Any], saved: Mapping[str, Any], *, where:
                 "from the one that wrote this run (changed architecture or hyper-parameters?) — "
                 "use a new run folder for a changed model"
             ) from exc
+
+
+def save_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``seg.values`` as checkpoint state: JSON-like values and tensors, nested in dicts, lists
+    and tuples (what ``torch.load(weights_only=True)`` reads back). Tensors are detached copies,
+    so training may go on changing the originals.
+
+    Raises :class:`BatcherError` naming the first value of another type.
+    """
+
+    def walk(value: Any, path: str) -> Any:
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, torch.Tensor):
+            return value.detach().clone()
+        if isinstance(value, (list, tuple)):
+            items = [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+            return items if isinstance(value, list) else tuple(items)
+        if isinstance(value, Mapping):
+            for key in value:
+                if not isinstance(key, (str, int)):
+                    raise BatcherError(f"seg.values{path} has a key {key!r}; use str or int keys")
+            return {k: walk(v, f"{path}[{k!r}]") for k, v in value.items()}
+        raise BatcherError(
+            f"seg.values{path} is a {type(value).__name__}, which a checkpoint cannot hold safely; "
+            "store numbers, strings, None, tensors and lists/tuples/dicts of them in seg.values, and "
+            "objects with state_dict() as keyword arguments to batcher.segment()"
+        )
+
+    return {k: walk(v, f"[{k!r}]") for k, v in values.items()}
+
+
+def load_values(saved: Any, current: Mapping[str, Any]) -> dict[str, Any]:
+    """The saved ``seg.values``; a tensor goes to the device of the value it replaces (the one
+    given in ``values={...}``), since checkpoints are read onto the CPU."""
+    if isinstance(saved, str):  # state format 1: a JSON document
+        loaded: dict[str, Any] = json.loads(saved)
+        return loaded
+
+    def place(value: Any, like: Any) -> Any:
+        if isinstance(value, torch.Tensor) and isinstance(like, torch.Tensor):
+            return value.to(like.device)
+        if isinstance(value, dict) and isinstance(like, Mapping):
+            return {k: place(v, like.get(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)) and isinstance(like, (list, tuple)) and len(like) == len(value):
+            items = [place(v, w) for v, w in zip(value, like, strict=True)]
+            return items if isinstance(value, list) else tuple(items)
+        return value
+
+    return {k: place(v, current.get(k)) for k, v in dict(saved).items()}
 
 
 def check_stateful(objects: Mapping[str, Any]) -> None:

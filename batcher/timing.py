@@ -13,15 +13,24 @@ class DurationEstimator:
     """A high quantile of the recent durations: robust to one slow outlier, wary of slow tails.
 
     With fewer than 10 samples the maximum is used (the first steps of a job are the least known).
+    A segment's first step (``warm_up``: ``torch.compile``, loader workers, caches) is kept apart:
+    it is the prediction only while nothing else was measured, and never enters the history, so
+    one compile per segment cannot pile up in the window and cut every later slot short.
     """
 
     def __init__(self, window: int = 64, quantile: float = 0.9, history: Iterable[float] = ()) -> None:
         self._values: deque[float] = deque(history, maxlen=window)
         self._quantile = quantile
+        self._warm_up: float | None = None
 
     def add(self, seconds: float) -> None:
         if seconds >= 0 and math.isfinite(seconds):
             self._values.append(seconds)
+
+    def warm_up(self, seconds: float) -> None:
+        """Record the first duration of a segment (see the class docstring)."""
+        if seconds >= 0 and math.isfinite(seconds):
+            self._warm_up = seconds
 
     def __len__(self) -> int:
         return len(self._values)
@@ -32,7 +41,7 @@ class DurationEstimator:
     def predict(self) -> float | None:
         """Return the predicted next duration in seconds, None before any measurement."""
         if not self._values:
-            return None
+            return self._warm_up
         ordered = sorted(self._values)
         if len(ordered) < 10:
             return ordered[-1]

@@ -100,3 +100,68 @@ def test_plot_writes_pngs_with_every_curve(tmp_path: Path, capsys: pytest.Captur
     for name in ("half.png", "done-one.png", "summary.png"):
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000
+
+
+@pytest.mark.parametrize(
+    ("at", "ends"),
+    [
+        ("2027-03-27T20:00+01:00", "job ends    Mon 2027-03-29 07:55 CEST"),  # spring forward
+        ("2027-10-30T20:00+02:00", "job ends    Mon 2027-11-01 07:55 CET"),  # fall back
+    ],
+)
+def test_policy_command_job_end_across_dst(at: str, ends: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "--policy", "das5", "--at", at]) == 0
+    assert ends in capsys.readouterr().out
+
+
+def test_unreadable_at_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "--policy", "das5", "--at", "tomorrow"]) == 2
+    err = capsys.readouterr().err
+    assert "batcher policy: --at: cannot read 'tomorrow'" in err and "2026-11-27T20:00+01:00" in err
+
+
+def test_help_is_plain_text_and_version_is_known(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["plot", "--help"], ["status", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "``" not in out and ":func:" not in out, out
+    with pytest.raises(SystemExit):
+        main(["plot", "--help"])
+    assert "folder for the PNG files" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("batcher 0.")
+
+
+def test_status_shows_a_stuck_run_and_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run whose segments spend the whole slot on everything but training never finishes:
+    status says so instead of crashing in the ETA simulation."""
+    config = {"policy": "fixed:10m", "experiments": {"slow": {"script": "train.py", "length": 10}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "runs" / "slow" / load_experiments(config)["slow"].run_id
+    write_status(
+        run / "status" / "seg-0000.json",
+        {
+            "experiment": "slow",
+            "segment": 0,
+            "status": "unfinished",
+            "stop_reason": "deadline",
+            "epoch": 1,
+            "batch": 0,
+            "step": 1,
+            "steps_this_segment": 1,
+            "total": 10,
+            "progress": 0.1,
+            "started": "2026-11-25T10:00:00+00:00",
+            "ended": "2026-11-25T10:10:00+00:00",
+            "seconds": {"wall": 600.0, "train": 1.0, "load": 300.0, "save": 299.0},
+        },
+    )
+    assert main(["status", "--config", str(tmp_path / "config.yaml"), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["state"] == "stuck" and row["eta"] is None
+    assert "Give jobs more time" in row["problem"] and "10m 00s" in row["problem"]
+    assert main(["status", "--config", str(tmp_path / "config.yaml")]) == 0
+    captured = capsys.readouterr()
+    assert "stuck" in captured.out and "slow: stuck:" in captured.err

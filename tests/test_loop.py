@@ -159,12 +159,65 @@ def test_changed_model_names_the_keys(tmp_path: Path, clock: FakeClock) -> None:
     assert "weight: checkpoint (2, 3) vs model (2, 4)" in str(info.value)
 
 
-def test_non_json_value_is_a_clear_error(tmp_path: Path, clock: FakeClock) -> None:
+def test_value_a_checkpoint_cannot_hold_is_a_clear_error(tmp_path: Path, clock: FakeClock) -> None:
     seg, _, _ = _make(tmp_path, clock, values={"x": 1})
-    seg.values["x"] = object()
+    seg.values["x"] = {"inner": [1, object()]}
     list(seg.range(1))
-    with pytest.raises(BatcherError, match=r"seg\.values must be JSON-serializable"):
+    with pytest.raises(BatcherError, match=r"seg\.values\['x'\]\['inner'\]\[1\] is a object"):
         seg.done()
+
+
+def test_tensors_carried_between_steps_resume_exactly(tmp_path: Path, clock: FakeClock) -> None:
+    """State carried from step to step outside any stateful object (an RNN's hidden state, an EMA)
+    lives in seg.values: a run cut by deadlines ends with the same tensors as an uninterrupted one."""
+
+    def run(run_dir: Path, limit: str | None) -> dict:
+        for _ in range(50):
+            torch.manual_seed(0)
+            seg = batcher.segment(
+                run_dir=run_dir,
+                values={"hidden": torch.zeros(4), "ema": {"w": torch.zeros(2, 2)}, "n": 0},
+                time_limit=limit,
+                margin_s=1.0,
+                clock=clock,
+                out=io.StringIO(),
+            )
+            try:
+                for _ in seg.range(3):
+                    for x in seg.iterate([torch.full((4,), float(i)) for i in range(10)]):
+                        clock.advance(1.0)
+                        seg.values["hidden"] = torch.tanh(0.5 * seg.values["hidden"] + x)
+                        seg.values["ema"]["w"].mul_(0.9).add_(seg.values["hidden"][:2].outer(x[:2]))
+                        seg.values["n"] += 1
+                seg.done()
+                return batcher.load_checkpoint(run_dir)["values"]
+            except batcher.SegmentStopped:
+                clock.advance(10.0)
+        raise AssertionError("not done after 50 segments")
+
+    whole = run(tmp_path / "whole", None)
+    cut = run(tmp_path / "cut", "8s")
+    assert cut["n"] == whole["n"] == 30
+    assert torch.equal(cut["hidden"], whole["hidden"]) and torch.equal(cut["ema"]["w"], whole["ema"]["w"])
+    assert len(list((tmp_path / "cut" / "status").glob("seg-*.json"))) >= 4
+
+
+def test_load_checkpoint_warns_when_it_falls_back(tmp_path: Path, clock: FakeClock) -> None:
+    seg, _, opt = _make(tmp_path, clock, keep=3)
+    for _ in seg.range(2):
+        opt.step()
+    with pytest.raises(batcher.SegmentStopped):
+        seg._stop("signal SIGTERM")
+    seg, _, _ = _make(tmp_path, clock, keep=3)
+    list(seg.range(3))
+    seg.done()
+    newest = batcher.load_checkpoint(tmp_path / "run")["file"]
+    data = bytearray(Path(newest).read_bytes())
+    data[-50] ^= 1
+    Path(newest).write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"fails its \w+ check .*; using the older step-"):
+        older = batcher.load_checkpoint(tmp_path / "run")
+    assert older["file"] != newest and older["problems"] and older["epoch"] == 2
 
 
 def test_unstateful_object_is_refused(tmp_path: Path, clock: FakeClock) -> None:
@@ -234,3 +287,88 @@ def test_slurm_warning_signal_in_its_window_does_not_stop(tmp_path: Path, clock:
     assert status["stop_reason"] == "deadline", status
     assert status["deadline_source"] == "Slurm end time (re-read)"
     assert end - 5 - 5 - 2 <= clock.now <= end - 5
+
+
+def test_each_segments_compile_step_stays_out_of_the_carried_step_times(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Every segment's first step is slow (torch.compile: 20 s, then 5 s steps, 60 s slots). Kept in
+    the history, one such step per segment filled the estimate's high quantile after a few
+    segments, and every later slot stopped ~15 s early; kept apart, the last segments still use
+    their slot."""
+    per_segment = []
+    for _ in range(12):
+        seg, _, opt = _make(tmp_path, clock, time_limit="60s")
+        steps, first = 0, True
+        try:
+            for _ in seg.range(1000):
+                for _ in seg.iterate(range(10)):
+                    clock.advance(20.0 if first else 5.0)
+                    first = False
+                    opt.step()
+                    steps += 1
+        except batcher.SegmentStopped:
+            per_segment.append(steps)
+        clock.advance(30.0)
+    # 60 s - 5 s margin - ~1 s save: the 20 s step and 6 steps of 5 s fit
+    assert per_segment[0] == 7 and per_segment[-3:] == [7, 7, 7], per_segment
+
+
+def test_a_slow_first_step_does_not_cut_the_slot_short(tmp_path: Path, clock: FakeClock) -> None:
+    """torch.compile's first step (30 s here) is kept out of the step-time estimate once a normal
+    step was measured: the segment trains on to the deadline instead of stopping ~30 s early."""
+    seg, _, opt = _make(tmp_path, clock, time_limit="100s")
+    first = [True]
+
+    def step_time() -> float:
+        slow, first[0] = first[0], False
+        return 30.0 if slow else 1.0
+
+    with pytest.raises(batcher.SegmentStopped):
+        for _ in seg.range(10):
+            for _ in seg.iterate(range(100)):
+                clock.advance(step_time())
+                opt.step()
+    used = clock.now - 1_800_000_000.0
+    assert used >= 100 - 5 - 1 - 2.5, used  # the margin, one step, the save guess
+    status = _status(tmp_path, 0)
+    assert status["step"] >= 60
+    saved = batcher.load_checkpoint(tmp_path / "run")
+    assert saved["step"] == status["step"]
+
+
+@pytest.mark.parametrize("compiled_first", [True, False])
+def test_compiled_and_plain_modules_resume_each_other(
+    tmp_path: Path, clock: FakeClock, compiled_first: bool
+) -> None:
+    """A run saved from a torch.compile'd model resumes into the plain one, and the other way
+    round: the state is the same, only the `_orig_mod.` prefix of the keys differs."""
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    # torch.compile wraps lazily: the wrapper's state_dict has the prefixed keys without compiling
+    wrapped = torch.compile(net)
+    first, second = (wrapped, nn.Linear(3, 2)) if compiled_first else (net, torch.compile(nn.Linear(3, 2)))
+    seg = batcher.segment(run_dir=tmp_path / "run", model=first, clock=clock, out=io.StringIO())
+    for _ in seg.range(1):
+        pass
+    seg.done()
+    seg = batcher.segment(run_dir=tmp_path / "run", model=second, clock=clock, out=io.StringIO())
+    plain = second if compiled_first else second._orig_mod  # type: ignore[union-attr]
+    assert torch.equal(plain.weight, net.weight) and torch.equal(plain.bias, net.bias)
+
+
+def test_a_stop_after_the_last_batch_is_not_reported_as_complete(tmp_path: Path, clock: FakeClock) -> None:
+    seg, _, opt = _make(tmp_path, clock)
+    with pytest.raises(batcher.SegmentStopped):
+        for _ in seg.range(2):
+            for i in seg.iterate(range(5)):
+                opt.step()
+                if seg.epoch == 1 and i == 4:
+                    os.kill(os.getpid(), signal.SIGUSR1)  # stop at the boundary after the last batch
+    status = _status(tmp_path, 0)
+    assert status["status"] == "unfinished" and status["batch"] == 5
+    assert 0.99 <= status["progress"] < 1.0
+    seg, _, _ = _make(tmp_path, clock)
+    list(seg.range(2))
+    seg.done()
+    assert _status(tmp_path, 1)["progress"] == 1.0
