@@ -22,7 +22,9 @@ from typing import IO, Any, NoReturn, TypeVar
 
 import torch
 
+from batcher.command import check_command
 from batcher.deadline import Deadline, process_start_time, resolve_deadline
+from batcher.devices import gpu_warnings
 from batcher.errors import (
     BatcherError,
     CheckpointMismatchError,
@@ -189,7 +191,7 @@ class Segment:
         self._t_load = self._clock() - t0
         self._last_boundary = self._clock()
         self._last_progress = self._last_boundary
-        for warning in self.deadline.warnings:
+        for warning in [*self.deadline.warnings, *(gpu_warnings() if self._ranks.main else [])]:
             self._say(f"WARNING: {warning}")
         where = (
             f"resumed from checkpoint {loaded.info.file} (epoch {self._epoch}, batch {self._batch}, "
@@ -693,6 +695,8 @@ def segment(
     }
     check_stateful(objects)
     run = Path(run_dir) if run_dir is not None else _default_run_dir(env)
+    if run_dir is None and not env.get("BATCHER_RUN_DIR"):  # started by hand: one folder per script
+        check_command(run, sys.argv, env)
     margin = margin_s if margin_s is not None else _env_float(env, "BATCHER_MARGIN_S", 15.0)
     keep_n = keep if keep is not None else int(_env_float(env, "BATCHER_KEEP", 2))
     sigs = parse_signals(

@@ -149,7 +149,7 @@ def test_two_task_chain_through_slurm(tmp_path: Path) -> None:
     }
     workdir = workflow_copy(tmp_path / "wf", exp)
     t0 = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
-    # --config replaces the profile's whole config list, so launcher=srun is repeated here
+    # the profile keeps launcher=srun (profiles/das5/settings.yaml); repeated here for the reader
     out = _run_workflow(workdir, "policy=fixed:60s", "margin_s=5", "stop_signal=URG@1", "launcher=srun")
     assert out.returncode == 0, out.stderr[-4000:]
     statuses = _statuses(workdir, "d")

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT, python_env
-from helpers import TRAIN_FULL, run_segment, sleep_per_step
+from helpers import TRAIN_FULL, run_segment, sleep_per_step, workflow_copy
 
 import batcher
 
@@ -146,3 +146,19 @@ def test_report_has_curves_and_the_metrics_table(finished: Path) -> None:
     snakemake(finished, "--report", "report.html")
     html = (finished / "report.html").read_text(errors="replace")
     assert "curves.png" in html and "summary.tsv" in html
+
+
+def test_command_line_config_keeps_the_profile_settings(tmp_path: Path) -> None:
+    """`--config keep=3` overrides one key; profiles/das5's policy, signal and GPU constraint stay
+    (a profile's `config:` list was replaced whole, and jobs fell back to 24 h without a constraint)."""
+    wd = workflow_copy(
+        tmp_path / "wf", {"g": {"script": "scripts/train_full.py", "length": 1, "resources": {"gpus": 1}}}
+    )
+    argv = [sys.executable, "-m", "snakemake", "--profile", "profiles/das5", "-n"]
+    pinned = "policy_now=2026-11-25T10:00:00+01:00"  # a Wednesday morning: a 14-minute DAS-5 job
+    done = subprocess.run(
+        [*argv, "--config", "keep=3", pinned], cwd=wd, env=python_env(), capture_output=True, text=True
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert "runtime=14," in out and "--signal=URG@60" in out and "--constraint=TitanX" in out, out[-3000:]
