@@ -153,7 +153,7 @@ class Segment:
         self._epoch = 0
         self._batch = 0  # batches completed in the current epoch
         self._step = 0  # batches (or epochs, without iterate) completed over the whole run
-        self._tick = 0  # every boundary passed; names checkpoints
+        self._tick = 0  # every boundary passed (a step, or an epoch's end)
         self._start_step = 0
         self._start_tick = 0
         self._total: int | None = None
@@ -476,7 +476,7 @@ class Segment:
         elif self._ranks.main:
             try:
                 self._metrics.sync()
-                info = self._store.save(state, step=self._tick, segment=self.index)
+                info = self._store.save(state, step=self._step, segment=self.index)
             except BatcherError as exc:
                 info = SaveFailed(str(exc))
                 if not self._ranks.active:
@@ -504,7 +504,7 @@ class Segment:
         if self._ranks.main:
             try:
                 self._metrics.sync()
-                tmp = self._store.prepare_sharded(self._tick)
+                tmp = self._store.prepare_sharded(self._step)
             except BatcherError as exc:
                 tmp = SaveFailed(str(exc))
         tmp = self._ranks.from_main(tmp)
@@ -522,13 +522,13 @@ class Segment:
                 return SaveFailed(
                     (problem or "another rank could not write its shards")
                     + f"; check free space and permissions of {self._store.directory}. "
-                    + self._store.keep_note(self._tick)
+                    + self._store.keep_note(self._step)
                 )
             return None
         if not self._ranks.main:
             return None
         try:
-            return self._store.commit_sharded(state, step=self._tick, segment=self.index)
+            return self._store.commit_sharded(state, step=self._step, segment=self.index)
         except BatcherError as exc:
             return SaveFailed(str(exc))
 

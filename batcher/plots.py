@@ -7,8 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from batcher.metrics import read_metrics
+from batcher.status import read_status
 
-__all__ = ["plot_run", "plot_summary"]
+__all__ = ["plot_run", "plot_summary", "segment_stops"]
+
+
+def segment_stops(run_dir: Path) -> list[float]:
+    """The steps at which the run's segments stopped unfinished, from its status files: where
+    one segment's training ends and the next one's begins (a segment that logged nothing too)."""
+    statuses = (read_status(p) for p in sorted((run_dir / "status").glob("seg-*.json")))
+    return sorted({float(s["step"]) for s in statuses if s and s["status"] == "unfinished" and "step" in s})
 
 
 def _numeric_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -28,7 +36,11 @@ def _x(rows: Sequence[Mapping[str, Any]]) -> tuple[list[float], str]:
 
 
 def plot_run(metrics_file: Path, out: Path, *, title: str) -> int:
-    """Draw every numeric metric of one run (one panel each) to ``out``; return the number of curves."""
+    """Draw every numeric metric of one run (one panel each) to ``out``; return the number of curves.
+
+    ``metrics_file`` is a run folder's ``metrics.jsonl``; dotted lines mark the steps at which
+    its segments stopped (:func:`segment_stops`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +50,12 @@ def plot_run(metrics_file: Path, out: Path, *, title: str) -> int:
     keys = _numeric_keys(rows)
     fig, axes = plt.subplots(max(1, len(keys)), 1, figsize=(8, 2.6 * max(1, len(keys))), squeeze=False)
     x, xlabel = _x(rows) if rows else ([], "step")
-    boundaries = [x[i] for i in range(1, len(rows)) if rows[i].get("segment") != rows[i - 1].get("segment")]
+    if xlabel == "step":  # where each segment stopped, not where the next one first logged
+        boundaries = segment_stops(metrics_file.parent)
+    else:
+        boundaries = [
+            x[i] for i in range(1, len(rows)) if rows[i].get("segment") != rows[i - 1].get("segment")
+        ]
     for ax, key in zip(axes[:, 0], keys, strict=False):
         pts = [(xi, r[key]) for xi, r in zip(x, rows, strict=True) if isinstance(r.get(key), (int, float))]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], label=key)

@@ -61,7 +61,9 @@ __all__ = [
 MANIFEST = "manifest.json"
 REST = "rest.pt"  # in a sharded checkpoint folder: everything but the sharded objects
 FORMAT = 1
-_NAME = re.compile(r"^step-(\d{9,})\.(?:pt|dcp)$")
+# step-<step>.pt, or step-<step>.<n>.pt for the n-th later save at the same step (the end of
+# an epoch after its last batch, or the final save of seg.done(), adds no step)
+_NAME = re.compile(r"^step-(\d{9,})(?:\.(\d+))?\.(?:pt|dcp)$")
 _TMP = re.compile(r"^\.(.+)\.tmp-(\d+)$")
 _FULL_BELOW = 4 << 20  # free bytes under which a failed write means a full disk
 
@@ -92,8 +94,10 @@ class LoadedCheckpoint:
     problems: list[str] = field(default_factory=list)
 
 
-def _sharded_name(step: int) -> str:
-    return f"step-{step:09d}.dcp"
+def _order(name: str) -> tuple[int, int]:
+    """(step, n) of a checkpoint name: the order in which the saves were made."""
+    m = _NAME.match(name)
+    return (int(m.group(1)), int(m.group(2) or 0)) if m else (-1, -1)
 
 
 def _torch_save(state: dict[str, Any], tmp: Path) -> None:
@@ -160,7 +164,7 @@ class CheckpointStore:
             entries = [CheckpointInfo(**e) for e in doc["checkpoints"]]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return None, f"{self.manifest_path} is damaged ({type(exc).__name__}: {exc})"
-        return sorted(entries, key=lambda e: e.step), None
+        return sorted(entries, key=lambda e: (e.step, _order(e.file)[1])), None
 
     def entries(self) -> list[CheckpointInfo]:
         """Return the manifest's checkpoints, oldest first (empty when there is no readable manifest)."""
@@ -169,9 +173,23 @@ class CheckpointStore:
 
     def _files_on_disk(self) -> list[str]:
         try:
-            return sorted(p.name for p in self.directory.iterdir() if _NAME.match(p.name))
+            return sorted((p.name for p in self.directory.iterdir() if _NAME.match(p.name)), key=_order)
         except FileNotFoundError:
             return []
+
+    def _free_name(self, step: int, ext: str) -> str:
+        """The name of a new checkpoint of ``step``: ``step-<step>.<ext>``, or with ``.<n>``
+        before the extension when a checkpoint of that step exists (a save that added no step).
+
+        An unlisted file of that name (a save that crashed before its manifest) is replaced; without
+        a readable manifest every file is kept, as it may be the only good state left.
+        """
+        entries, _ = self._read_manifest()
+        taken = {e.file for e in entries} if entries is not None else set(self._files_on_disk())
+        base, n = f"step-{step:09d}", 0
+        while (name := f"{base}.{ext}" if n == 0 else f"{base}.{n}.{ext}") in taken:
+            n += 1
+        return name
 
     def verify(self, info: CheckpointInfo) -> str | None:
         """Return None when the file matches its entry, else what is wrong with it."""
@@ -298,7 +316,7 @@ class CheckpointStore:
             raise _save_error("checkpoint folder", self.directory, exc, "No checkpoint was changed.") from exc
         self._remove_stale_temps()
         previous, keep_note = self._previous(step)
-        name = f"step-{step:09d}.pt"
+        name = self._free_name(step, "pt")
         path = self.directory / name
         # The kept checkpoints' cached pages are of no use to this process (it restored from
         # them long ago). Dropping them just before writing hands the writer memory the kernel
@@ -321,7 +339,7 @@ class CheckpointStore:
 
     def _previous(self, step: int) -> tuple[list[CheckpointInfo], str]:
         previous, _ = self._read_manifest()
-        previous = [e for e in (previous or []) if e.file not in self._bad and e.step < step]
+        previous = [e for e in (previous or []) if e.file not in self._bad and e.step <= step]
         keep_note = (
             f"The previous checkpoint (step {previous[-1].step}) is intact."
             if previous
@@ -375,7 +393,7 @@ class CheckpointStore:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._remove_stale_temps()
-            tmp = temp_path(self.directory / _sharded_name(step))
+            tmp = temp_path(self.directory / self._free_name(step, "dcp"))
             tmp.mkdir()
         except OSError as exc:
             raise _save_error("checkpoint folder", self.directory, exc, self.keep_note(step)) from exc
@@ -391,7 +409,7 @@ class CheckpointStore:
         """
         t0 = time.perf_counter()
         previous, keep_note = self._previous(step)
-        name = _sharded_name(step)
+        name = self._free_name(step, "dcp")  # the name prepare_sharded gave the folder
         with atomic_path(
             self.directory / name, fault=self._fault, keep_note=keep_note, what="checkpoint"
         ) as tmp:
@@ -436,11 +454,10 @@ class CheckpointStore:
         self._bad.clear()
 
     def _remove_orphans(self, kept: list[CheckpointInfo]) -> None:
-        # Files of our own naming that the manifest no longer lists, older than what it keeps:
-        # left behind by a crash between the manifest write and the deletes.
-        oldest = kept[0].step
+        # Files of our own naming that the manifest no longer lists: left behind by a crash
+        # between the manifest write and the deletes, or renamed into place by a save that
+        # crashed before its manifest (never committed). Only this process writes here.
         listed = {e.file for e in kept}
         for name in self._files_on_disk():
-            m = _NAME.match(name)
-            if m and name not in listed and int(m.group(1)) < oldest:
+            if name not in listed:
                 remove_path(self.directory / name)

@@ -372,3 +372,39 @@ def test_a_stop_after_the_last_batch_is_not_reported_as_complete(tmp_path: Path,
     list(seg.range(2))
     seg.done()
     assert _status(tmp_path, 1)["progress"] == 1.0
+
+
+def test_one_step_numbering_in_file_names_status_log_and_metrics(tmp_path: Path, clock: FakeClock) -> None:
+    """A checkpoint is named by the step the status, the log and the metrics call it; a save that
+    adds no step (the end of an epoch after its last batch) gets the next free name of that step."""
+    out = io.StringIO()
+    seg = batcher.segment(run_dir=tmp_path / "run", values={}, clock=clock, out=out, progress_every_s=0)
+    with pytest.raises(batcher.SegmentStopped):
+        for _ in seg.range(2):
+            for i in seg.iterate(range(5)):
+                seg.log(i=i)
+                if i == 4:
+                    os.kill(os.getpid(), signal.SIGUSR1)  # stop after the epoch's last batch
+    first = _status(tmp_path, 0)
+    assert first["step"] == 5 and first["checkpoint"]["file"].endswith("/step-000000005.pt")
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]  # the step each row was logged in
+    seg = batcher.segment(run_dir=tmp_path / "run", values={}, clock=clock, out=out, progress_every_s=0)
+    assert "resumed from checkpoint step-000000005.pt (epoch 0, batch 5, step 5)" in out.getvalue()
+    with pytest.raises(batcher.SegmentStopped):
+        for _ in seg.range(2):
+            os.kill(os.getpid(), signal.SIGUSR1)  # the epoch's end comes next: a save at step 5 again
+            for _ in seg.iterate(range(5)):
+                pass
+    second = _status(tmp_path, 1)
+    assert second["step"] == 5 and second["epoch"] == 1
+    assert second["checkpoint"]["file"].endswith("/step-000000005.1.pt")
+    assert batcher.load_checkpoint(tmp_path / "run")["file"].endswith("step-000000005.1.pt")
+    seg = batcher.segment(run_dir=tmp_path / "run", values={}, clock=clock, out=out, progress_every_s=0)
+    for _ in seg.range(2):
+        for i in seg.iterate(range(5)):
+            seg.log(i=i)
+    seg.done()
+    assert _status(tmp_path, 2)["checkpoint"]["file"].endswith("/step-000000010.pt")
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(10))
