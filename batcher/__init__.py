@@ -23,18 +23,19 @@ from batcher.errors import (
     SlotTooShortError,
     TimeSpecError,
 )
-from batcher.policy import Das5Policy, FixedPolicy, policy_from_spec
+from batcher.policy import Policy, policy_from_spec
 
 if TYPE_CHECKING:
     from batcher.checkpoint import load_checkpoint
-    from batcher.loop import Segment, SegmentStopped, segment
+    from batcher.loop import Segment, SegmentStopped
+    from batcher.start import segment
 
 # The training loop needs torch; the policies, errors and config checks do not. Importing them
 # lazily keeps `import batcher.policy` (the Snakefile, the CLI) free of the seconds torch takes.
 _LAZY = {
     "Segment": "batcher.loop",
     "SegmentStopped": "batcher.loop",
-    "segment": "batcher.loop",
+    "segment": "batcher.start",
     "load_checkpoint": "batcher.checkpoint",
 }
 
@@ -54,10 +55,9 @@ __all__ = [
     "BatcherError",
     "CheckpointMismatchError",
     "ConfigError",
-    "Das5Policy",
-    "FixedPolicy",
     "NoUsableCheckpointError",
     "NotFinishedError",
+    "Policy",
     "PolicyError",
     "RunLockedError",
     "SaveError",

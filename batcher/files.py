@@ -105,7 +105,7 @@ def _save_error(what: str, path: Path, exc: OSError, keep_note: str) -> SaveErro
 
 
 @contextmanager
-def atomic_path(path: Path, *, fault: FaultHook, keep_note: str, what: str) -> Iterator[Path]:
+def atomic_path(path: Path, *, fault: FaultHook = _no_fault, keep_note: str, what: str) -> Iterator[Path]:
     """Yield a temporary name beside ``path``; once the caller has written it, make it ``path``.
 
     After the body: fsync the file (or the folder, when the caller made one), rename it over

@@ -10,7 +10,21 @@ from typing import IO
 
 from batcher.errors import RunLockedError, SaveError
 
-__all__ = ["RunLock"]
+__all__ = ["RunLock", "is_locked"]
+
+
+def is_locked(path: Path) -> bool:
+    """True while a process holds the run lock at ``path`` (``batcher status``: a running segment)."""
+    try:
+        with open(path, "a+") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
 
 
 class RunLock:

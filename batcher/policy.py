@@ -1,15 +1,10 @@
 """Time-limit policies: pure functions from an aware instant to the job time limit allowed then.
 
-The same policy object answers three questions, always from an injected ``now``:
-the Slurm ``--time`` at submit time (the workflow), the in-job deadline at job start
-(``now + policy(now)``), and the simulated finishing time in ``batcher status``.
-
->>> from datetime import datetime
->>> from zoneinfo import ZoneInfo
->>> das5 = Das5Policy()
->>> friday_evening = datetime(2026, 11, 27, 20, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))
->>> str(das5(friday_evening))  # until Monday 07:55
-'2 days, 11:55:00'
+The same policy object answers three questions, always from an injected ``now``: the Slurm
+``--time`` at submit time (the workflow), the in-job deadline at job start
+(``now + policy(now)``), and the simulated finishing time in ``batcher status``. DAS-5's
+etiquette is :class:`batcher.das5.Das5Policy` (with an example); this module has the protocol,
+the fixed and user policies, and the specs (``"das5"``, ``"fixed:15m"``, ``"pkg.mod:function"``).
 """
 
 from __future__ import annotations
@@ -17,14 +12,14 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from batcher.das5 import DAS5_KEYS, Das5Policy, das5_from_spec
 from batcher.errors import PolicyError, TimeSpecError
-from batcher.timespec import parse_duration
+from batcher.timespec import as_utc, parse_duration, require_aware
 
 __all__ = [
     "CallablePolicy",
@@ -48,22 +43,9 @@ class Policy(Protocol):
         ...
 
 
-def _require_aware(now: datetime) -> None:
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise PolicyError(
-            f"policy asked about naive datetime {now.isoformat()}; pass an aware datetime "
-            "(e.g. datetime.now(timezone.utc))"
-        )
-
-
-def _utc(dt: datetime) -> datetime:
-    # Subtracting two datetimes that share a tzinfo ignores DST; in UTC it cannot.
-    return dt.astimezone(timezone.utc)
-
-
 def window_end(policy: Policy, now: datetime) -> datetime:
     """Return the instant at which a job starting at ``now`` must have ended under ``policy``."""
-    return _utc(now) + policy(now)
+    return as_utc(now) + policy(now)
 
 
 @dataclass(frozen=True)
@@ -77,98 +59,10 @@ class FixedPolicy:
             raise PolicyError(f"fixed policy limit must be positive, got {self.limit}")
 
     def __call__(self, now: datetime) -> timedelta:
-        _require_aware(now)
+        require_aware(now)
         return self.limit
 
     def next_change(self, now: datetime) -> datetime | None:
-        return None
-
-
-@dataclass(frozen=True)
-class Das5Policy:
-    """DAS-5's etiquette: short jobs in working hours, long jobs at night and over weekends.
-
-    - working day 08:00-20:00: ``short_limit - margin`` (15 min - 1 min);
-    - working day before ``night_end`` (07:55): until ``night_end`` that day;
-    - working day from 20:00, weekends and holidays: until ``night_end`` on the next working day
-      (Friday 20:00 -> Monday 07:55);
-    - never less than ``short_limit - margin`` (a job at 07:50 gets the short limit, not 5 minutes).
-
-    Times are wall-clock times in ``tz``; nights across a DST switch are 23 or 25 hours long.
-    """
-
-    short_limit: timedelta = timedelta(minutes=15)
-    margin: timedelta = timedelta(minutes=1)
-    work_start: time = time(8, 0)
-    work_end: time = time(20, 0)
-    night_end: time = time(7, 55)
-    holidays: frozenset[date] = field(default_factory=frozenset)
-    tz: str = "Europe/Amsterdam"
-
-    def __post_init__(self) -> None:
-        if self.floor <= timedelta(0):
-            raise PolicyError(
-                f"das5 policy: short_limit {self.short_limit} minus margin {self.margin} must be positive"
-            )
-        if not (self.night_end <= self.work_start < self.work_end):
-            raise PolicyError(
-                "das5 policy: need night_end <= work_start < work_end, got "
-                f"{self.night_end}, {self.work_start}, {self.work_end}"
-            )
-        try:
-            ZoneInfo(self.tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise PolicyError(
-                f"das5 policy: unknown time zone {self.tz!r}; use an IANA name such as "
-                "'Europe/Amsterdam' (Debian: apt-get install tzdata)"
-            ) from None
-
-    @property
-    def floor(self) -> timedelta:
-        """The shortest limit this policy ever gives (the working-hours limit)."""
-        return self.short_limit - self.margin
-
-    def is_working_day(self, day: date) -> bool:
-        """Return True when ``day`` is a weekday that is not a configured holiday."""
-        return day.weekday() < 5 and day not in self.holidays
-
-    def _next_working_day(self, day: date) -> date:
-        day += timedelta(days=1)
-        for _ in range(366):
-            if self.is_working_day(day):
-                return day
-            day += timedelta(days=1)
-        raise PolicyError("das5 policy: no working day within a year; check the holiday list")
-
-    def _at(self, day: date, t: time) -> datetime:
-        return datetime.combine(day, t, tzinfo=ZoneInfo(self.tz))
-
-    def __call__(self, now: datetime) -> timedelta:
-        _require_aware(now)
-        local = now.astimezone(ZoneInfo(self.tz))
-        day, t = local.date(), local.time()
-        if self.is_working_day(day):
-            if t < self.night_end:
-                end = self._at(day, self.night_end)
-            elif t < self.work_end:
-                return self.floor
-            else:
-                end = self._at(self._next_working_day(day), self.night_end)
-        else:
-            end = self._at(self._next_working_day(day), self.night_end)
-        return max(_utc(end) - _utc(now), self.floor)
-
-    def next_change(self, now: datetime) -> datetime | None:
-        _require_aware(now)
-        local = now.astimezone(ZoneInfo(self.tz))
-        day = local.date()
-        for _ in range(370):
-            if self.is_working_day(day):
-                for t in (self.night_end, self.work_end):
-                    at = self._at(day, t)
-                    if _utc(at) > _utc(now):
-                        return at
-            day += timedelta(days=1)
         return None
 
 
@@ -180,7 +74,7 @@ class CallablePolicy:
     function: Callable[[datetime], Any]
 
     def __call__(self, now: datetime) -> timedelta:
-        _require_aware(now)
+        require_aware(now)
         try:
             value = self.function(now)
         except Exception as exc:
@@ -198,9 +92,6 @@ class CallablePolicy:
         finder = getattr(self.function, "next_change", None)
         result = finder(now) if callable(finder) else None
         return result if isinstance(result, datetime) else None
-
-
-_DAS5_KEYS = {"name", "short_limit", "margin", "work_start", "work_end", "night_end", "holidays", "tz"}
 
 
 def policy_from_spec(spec: str | Mapping[str, Any] | None) -> Policy | None:
@@ -241,8 +132,8 @@ def policy_from_spec(spec: str | Mapping[str, Any] | None) -> Policy | None:
             _only_keys(spec, {"name", "limit"}, "fixed")
             return _fixed(spec.get("limit", ""), spec)
         if name == "das5":
-            _only_keys(spec, _DAS5_KEYS, "das5")
-            return _das5(spec)
+            _only_keys(spec, DAS5_KEYS, "das5")
+            return das5_from_spec(spec)
         if len(spec) > 1:
             raise PolicyError(f"policy {name!r} takes no options, got {sorted(set(spec) - {'name'})}")
         return policy_from_spec(name)
@@ -262,51 +153,6 @@ def _fixed(limit: Any, spec: Any) -> FixedPolicy:
         return FixedPolicy(parse_duration(limit, what="fixed policy limit"))
     except TimeSpecError as exc:
         raise PolicyError(f"policy {spec!r}: {exc}") from None
-
-
-def _clock(value: Any, key: str) -> time:
-    if isinstance(value, time):
-        return value
-    try:
-        return time.fromisoformat(str(value))
-    except ValueError:
-        raise PolicyError(f"das5 policy: {key}={value!r} is not a time of day like '07:55'") from None
-
-
-def _dates(values: Iterable[Any]) -> frozenset[date]:
-    out = set()
-    for v in values:
-        if isinstance(v, datetime):
-            out.add(v.date())
-        elif isinstance(v, date):
-            out.add(v)
-        else:
-            try:
-                out.add(date.fromisoformat(str(v)))
-            except ValueError:
-                raise PolicyError(f"das5 policy: holiday {v!r} is not a date like '2026-12-25'") from None
-    return frozenset(out)
-
-
-def _das5(spec: Mapping[str, Any]) -> Das5Policy:
-    kwargs: dict[str, Any] = {}
-    try:
-        for key in ("short_limit", "margin"):
-            if key in spec:
-                kwargs[key] = parse_duration(spec[key], what=f"das5 policy {key}")
-    except TimeSpecError as exc:
-        raise PolicyError(str(exc)) from None
-    for key in ("work_start", "work_end", "night_end"):
-        if key in spec:
-            kwargs[key] = _clock(spec[key], key)
-    if "holidays" in spec:
-        holidays = spec["holidays"]
-        if isinstance(holidays, (str, bytes)) or not isinstance(holidays, Iterable):
-            raise PolicyError("das5 policy: holidays must be a list of dates like ['2026-12-25']")
-        kwargs["holidays"] = _dates(holidays)
-    if "tz" in spec:
-        kwargs["tz"] = str(spec["tz"])
-    return Das5Policy(**kwargs)
 
 
 def _load_callable(text: str) -> CallablePolicy:
@@ -337,16 +183,5 @@ def policy_to_spec(policy: Policy | None) -> str:
     if isinstance(policy, CallablePolicy):
         return policy.name
     if isinstance(policy, Das5Policy):
-        return json.dumps(
-            {
-                "name": "das5",
-                "short_limit": f"{policy.short_limit.total_seconds():g}s",
-                "margin": f"{policy.margin.total_seconds():g}s",
-                "work_start": policy.work_start.isoformat(),
-                "work_end": policy.work_end.isoformat(),
-                "night_end": policy.night_end.isoformat(),
-                "holidays": sorted(d.isoformat() for d in policy.holidays),
-                "tz": policy.tz,
-            }
-        )
+        return json.dumps(policy.spec())
     raise PolicyError(f"cannot describe policy {policy!r} as a spec")

@@ -15,9 +15,23 @@ from typing import Any
 
 import torch
 
-from batcher.errors import BatcherError
+from batcher.errors import BatcherError, CheckpointMismatchError
 
-__all__ = ["ShardedState", "full_sharded_state"]
+__all__ = ["ShardedState", "full_sharded_state", "load_sharded"]
+
+
+def load_sharded(sharded: ShardedState | None, folder: str | None, *, where: str) -> None:
+    """Load this rank's shards from a checkpoint's ``folder`` (None: the checkpoint has none);
+    a checkpoint and a script that disagree about FSDP raise :class:`CheckpointMismatchError`."""
+    if (folder is None) != (sharded is None):
+        was = "with sharded (FSDP) state" if folder else "without FSDP"
+        now = "has no FSDP model under torch.distributed" if folder else "passes an FSDP model"
+        raise CheckpointMismatchError(
+            f"checkpoint {where} was written {was} but this script {now}; resume a run the way it "
+            "was started, or start a new run folder"
+        )
+    if sharded is not None and folder is not None:
+        sharded.load(Path(folder))
 
 
 def _is_fsdp(obj: Any) -> bool:

@@ -6,7 +6,7 @@ import subprocess
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 
-__all__ = ["SlurmEndTime", "SlurmWarning", "job_end_time"]
+__all__ = ["SlurmEndTime", "SlurmWarning", "job_end_time", "parse_signal_spec"]
 
 Runner = Callable[[list[str], float], str]
 
@@ -16,6 +16,19 @@ def _run(argv: list[str], timeout_s: float) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
     return done.stdout
+
+
+def parse_signal_spec(spec: str, *, default_lead_s: int = 60) -> tuple[str, int]:
+    """Read an sbatch ``--signal`` value (``URG@60``, ``B:USR1@90``, ``SIGURG``) as
+    (``SIGURG``, 60): the signal's full name and its lead in seconds.
+
+    Raises :class:`ValueError` for a lead that is not a whole number.
+    """
+    name, _, lead = spec.strip().removeprefix("B:").partition("@")
+    name = name.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    return name, int(lead) if lead else default_lead_s
 
 
 class SlurmEndTime:
@@ -92,14 +105,11 @@ class SlurmWarning:
         spec = env.get("BATCHER_SLURM_SIGNAL", "")
         if not spec or not env.get("SLURM_JOB_ID"):
             return None
-        name, _, lead = spec.removeprefix("B:").partition("@")
-        name = name.upper()
-        if not name.startswith("SIG"):
-            name = "SIG" + name
         try:
-            return cls(name, float(lead or 60), env, run)
+            name, lead_s = parse_signal_spec(spec)
         except ValueError:
             return None
+        return cls(name, float(lead_s), env, run)
 
     def is_warning(self, signal_name: str, now: datetime) -> tuple[bool, datetime | None]:
         """Return (True, end) when ``signal_name`` is Slurm's warning for a known end, else (False, end)."""

@@ -23,6 +23,7 @@ __all__ = [
     "restore_rng",
     "save_objects",
     "save_values",
+    "state_bytes",
 ]
 
 
@@ -206,6 +207,17 @@ def load_values(saved: Any, current: Mapping[str, Any]) -> dict[str, Any]:
         return value
 
     return {k: place(v, current.get(k)) for k, v in dict(saved).items()}
+
+
+def state_bytes(state: Any) -> int:
+    """Bytes of the tensors in ``state`` (a first guess of a checkpoint's size before one is saved)."""
+    if hasattr(state, "numel") and hasattr(state, "element_size"):
+        return int(state.numel() * state.element_size())
+    if isinstance(state, Mapping):
+        return sum(state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(state_bytes(v) for v in state)
+    return 16
 
 
 def check_stateful(objects: Mapping[str, Any]) -> None:

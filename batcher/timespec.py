@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-from batcher.errors import TimeSpecError
+from batcher.errors import PolicyError, TimeSpecError
 
 __all__ = ["format_duration", "parse_deadline", "parse_duration"]
 
@@ -131,3 +131,18 @@ def format_duration(seconds: float) -> str:
     if h:
         return f"{h}h {m:02d}m"
     return f"{m}m {s:02d}s"
+
+
+def require_aware(now: datetime) -> None:
+    """Refuse a naive datetime: a policy compares instants, which needs an offset."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise PolicyError(
+            f"policy asked about naive datetime {now.isoformat()}; pass an aware datetime "
+            "(e.g. datetime.now(timezone.utc))"
+        )
+
+
+def as_utc(dt: datetime) -> datetime:
+    """``dt`` in UTC."""
+    # Subtracting two datetimes that share a tzinfo ignores DST; in UTC it cannot.
+    return dt.astimezone(timezone.utc)

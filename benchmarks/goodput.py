@@ -28,7 +28,6 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import batcher
-import batcher.loop
 from batcher.store import CheckpointInfo, CheckpointStore
 
 OUT = Path(__file__).parent / "results"
@@ -70,33 +69,29 @@ def run_batcher(slot: float, steps: list[float], margin_s: float) -> dict[str, A
         def load_latest(self, apply: Any = None) -> None:
             return None
 
-    real_store = batcher.loop.CheckpointStore
-    batcher.loop.CheckpointStore = SimStore  # type: ignore[misc]
     trained = 0.0
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            clock.now += START_S
-            model = nn.Linear(2, 2)
-            seg = batcher.segment(
-                run_dir=tmp,
-                model=model,
-                deadline=f"@{start + slot}",
-                margin_s=margin_s,
-                clock=clock,
-                out=io.StringIO(),
-                progress_every_s=0,
-            )
-            it = iter(steps)
-            try:
-                for _ in seg.range(10_000):
-                    for _ in seg.iterate(range(STEPS_PER_EPOCH)):
-                        dt = next(it)
-                        clock.now += dt
-                        trained += dt
-            except batcher.SegmentStopped:
-                pass
-    finally:
-        batcher.loop.CheckpointStore = real_store  # type: ignore[misc]
+    with tempfile.TemporaryDirectory() as tmp:
+        clock.now += START_S
+        model = nn.Linear(2, 2)
+        seg = batcher.segment(
+            run_dir=tmp,
+            model=model,
+            deadline=f"@{start + slot}",
+            margin_s=margin_s,
+            clock=clock,
+            out=io.StringIO(),
+            progress_every_s=0,
+            store=SimStore(Path(tmp) / "ckpt"),
+        )
+        it = iter(steps)
+        try:
+            for _ in seg.range(10_000):
+                for _ in seg.iterate(range(STEPS_PER_EPOCH)):
+                    dt = next(it)
+                    clock.now += dt
+                    trained += dt
+        except batcher.SegmentStopped:
+            pass
     end = clock.now
     missed = end > start + slot
     # the target: waste (vs the ideal slot - start - save) <= max(2 s, one step) + save + margin

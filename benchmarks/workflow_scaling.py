@@ -27,19 +27,21 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results"
 sys.path.insert(0, str(ROOT))
 
-from batcher.experiments import load_experiments  # noqa: E402
+from batcher.workflow.experiments import load_experiments  # noqa: E402
 
 NAIVE = '''
 
 def last_segment(wildcards):
     """The naive chain: ask Snakemake for every segment, one checkpoint evaluation each."""
-    exp = wildcards.exp
+    from batcher.status import read_status
+
+    exp = EXPERIMENTS[wildcards.exp]
     n = 0
     while True:
-        checkpoints.segment.get(exp=exp, run=EXPERIMENTS[exp].run_id, n=f"{n:04d}")
-        status = read_status(Path(seg_path(exp, n)))
-        if is_final(status, exp):
-            return seg_path(exp, n)
+        checkpoints.segment.get(exp=exp.name, run=exp.run_id, n=f"{n:04d}")
+        path = run_layout(exp.name).status(n)
+        if read_status(path).is_final(exp.length):
+            return str(path)
         n += 1
 '''
 

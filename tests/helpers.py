@@ -148,3 +148,19 @@ def workflow_copy(workdir: Path, experiments: dict[str, Any]) -> Path:
         shutil.copy(script, workdir / "scripts" / script.name)
     (workdir / "config.yaml").write_text(yaml.safe_dump({"experiments": experiments}))
     return workdir
+
+
+def checkpoint_state(v: float) -> dict[str, Any]:
+    """A small state to checkpoint, different for every ``v``."""
+    return {"w": torch.full((64,), v), "n": int(v)}
+
+
+def filled_store(tmp_path: Path, count: int = 3, keep: int = 3) -> Any:
+    """A checkpoint store in ``tmp_path/ckpt`` holding ``count`` saves (steps 10, 20, ...)."""
+    from batcher.store import CheckpointStore
+
+    store = CheckpointStore(tmp_path / "ckpt", keep=keep)
+    for i in range(1, count + 1):
+        store.save(checkpoint_state(i), step=i * 10, segment=i)
+    store.wait_for_cleanup()  # old checkpoints are deleted on a background thread
+    return store

@@ -7,10 +7,9 @@ def test_public_api_is_small_sorted_and_pinned() -> None:
         "BatcherError",
         "CheckpointMismatchError",
         "ConfigError",
-        "Das5Policy",
-        "FixedPolicy",
         "NoUsableCheckpointError",
         "NotFinishedError",
+        "Policy",
         "PolicyError",
         "RunLockedError",
         "SaveError",
@@ -34,7 +33,14 @@ def test_every_error_derives_from_the_base() -> None:
 def test_importing_submodules_does_not_shadow_the_api() -> None:
     import importlib
 
-    for module in ("batcher.loop", "batcher.store", "batcher.checkpoint", "batcher.policy", "batcher.cli"):
+    for module in (
+        "batcher.loop",
+        "batcher.start",
+        "batcher.store",
+        "batcher.checkpoint",
+        "batcher.policy",
+        "batcher.workflow.cli",
+    ):
         importlib.import_module(module)
-    assert callable(batcher.segment) and batcher.segment.__module__ == "batcher.loop"
+    assert callable(batcher.segment) and batcher.segment.__module__ == "batcher.start"
     assert callable(batcher.load_checkpoint)

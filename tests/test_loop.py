@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +23,6 @@ from batcher.errors import (
     RunLockedError,
     SlotTooShortError,
 )
-from batcher.slurm import SlurmWarning
 
 
 def _make(tmp_path: Path, clock: FakeClock, **kw):
@@ -202,24 +202,6 @@ def test_tensors_carried_between_steps_resume_exactly(tmp_path: Path, clock: Fak
     assert len(list((tmp_path / "cut" / "status").glob("seg-*.json"))) >= 4
 
 
-def test_load_checkpoint_warns_when_it_falls_back(tmp_path: Path, clock: FakeClock) -> None:
-    seg, _, opt = _make(tmp_path, clock, keep=3)
-    for _ in seg.range(2):
-        opt.step()
-    with pytest.raises(batcher.SegmentStopped):
-        seg._stop("signal SIGTERM")
-    seg, _, _ = _make(tmp_path, clock, keep=3)
-    list(seg.range(3))
-    seg.done()
-    newest = batcher.load_checkpoint(tmp_path / "run")["file"]
-    data = bytearray(Path(newest).read_bytes())
-    data[-50] ^= 1
-    Path(newest).write_bytes(bytes(data))
-    with pytest.warns(UserWarning, match=r"fails its \w+ check .*; using the older step-"):
-        older = batcher.load_checkpoint(tmp_path / "run")
-    assert older["file"] != newest and older["problems"] and older["epoch"] == 2
-
-
 def test_unstateful_object_is_refused(tmp_path: Path, clock: FakeClock) -> None:
     with pytest.raises(BatcherError, match=r"batcher.segment\(thing=...\): a str has no state_dict"):
         batcher.segment(run_dir=tmp_path / "r", thing="hello", clock=clock, out=io.StringIO())
@@ -270,18 +252,25 @@ def test_slurm_warning_signal_in_its_window_does_not_stop(tmp_path: Path, clock:
     """URG in Slurm's warning window only confirms the deadline; an early URG is a stop request."""
     end = clock.now + 300
 
-    def squeue(argv: list[str], timeout_s: float) -> str:
-        return datetime.fromtimestamp(end, tz=timezone.utc).isoformat()
+    def squeue_after_start() -> Callable[[list[str], float], str]:
+        """squeue as the segment sees it: no answer at its start, the end time when it asks again."""
+        calls = []
+
+        def squeue(argv: list[str], timeout_s: float) -> str:
+            calls.append(argv)
+            if len(calls) == 1:
+                raise RuntimeError("squeue: error: Invalid job id specified")
+            return datetime.fromtimestamp(end, tz=timezone.utc).isoformat()
+
+        return squeue
 
     env = {"SLURM_JOB_ID": "999999999", "BATCHER_SLURM_SIGNAL": "URG@60"}
-    seg, _, _ = _make(tmp_path, clock, env=env)
+    seg, _, _ = _make(tmp_path, clock, env=env, slurm_query=squeue_after_start())
     assert seg.deadline.at is None  # no such job: squeue fails, the segment warns and goes on
-    seg._slurm_warning = SlurmWarning.from_env(env, run=squeue)
     _train_with_signals(seg, clock, first_step=0, signal_at={10, 45})  # 250 s before the end: a person
     status = _status(tmp_path, 0)
     assert status["stop_reason"] == "signal SIGURG" and status["step"] == 10
-    seg, _, _ = _make(tmp_path, clock, env=env)
-    seg._slurm_warning = SlurmWarning.from_env(env, run=squeue)
+    seg, _, _ = _make(tmp_path, clock, env=env, slurm_query=squeue_after_start())
     _train_with_signals(seg, clock, first_step=10, signal_at={45})  # 75 s before the end: Slurm
     status = _status(tmp_path, 1)
     assert status["stop_reason"] == "deadline", status

@@ -1,32 +1,29 @@
-# Config checks and the input functions that walk each experiment's segment chain.
-import json
-import shlex
+# Config checks and the input functions of the rules. The logic lives in batcher.workflow (chain,
+# launch) and the run folder's paths in batcher.layout; these functions only adapt them to
+# Snakemake's wildcards, config and checkpoints.
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
-
 from batcher.errors import BatcherError
-from batcher.experiments import load_experiments, read_config_text
-from batcher.policy import policy_to_spec
-from batcher.status import read_status
+from batcher.layout import (
+    FINAL_PATTERN,
+    FINALIZE_LOG_PATTERN,
+    LOG_PATTERN,
+    STATUS_PATTERN,
+    RunLayout,
+)
+from batcher.workflow import launch
+from batcher.workflow.chain import final_segment
+from batcher.workflow.experiments import experiments_from
 
 
 def _load_experiments():
-    schema = yaml.safe_load(
-        Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text()
-    )
-    files = [Path(f) for f in workflow.configfiles] or [Path("config.yaml")]
-    source = files[-1].read_text() if files[-1].is_file() else None
     try:
-        if source is not None:
-            read_config_text(source)  # duplicate keys, which YAML would silently merge
-        return load_experiments(
+        return experiments_from(
             config,
-            schema=schema,
-            source=source,
-            filename=str(files[-1]),
+            config_files=[Path(f) for f in workflow.configfiles],
+            workflow_dir=Path(workflow.basedir),
             base_dir=Path.cwd(),
         )
     except BatcherError as exc:
@@ -34,7 +31,6 @@ def _load_experiments():
 
 
 EXPERIMENTS = _load_experiments()
-SEG = "runs/{exp}/{run}/status/seg-{n}.json"
 
 
 wildcard_constraints:
@@ -43,44 +39,24 @@ wildcard_constraints:
     n="[0-9]{4}",
 
 
+def run_layout(exp):
+    return RunLayout.of(exp, EXPERIMENTS[exp].run_id)
+
+
 def run_dir(exp):
-    return f"runs/{exp}/{EXPERIMENTS[exp].run_id}"
-
-
-def seg_path(exp, n):
-    return SEG.format(exp=exp, run=EXPERIMENTS[exp].run_id, n=f"{n:04d}")
-
-
-def is_final(status, exp):
-    """The chain ends at a segment that reports done for at least the configured length."""
-    total = status.get("total")
-    return status["status"] == "done" and (
-        total is None or total >= EXPERIMENTS[exp].length
-    )
+    return str(run_layout(exp).root)
 
 
 def last_segment(wildcards):
-    """The status file that ends the chain; asks Snakemake for the next segment until one does.
-
-    Reads the small status files already on disk instead of calling .get() on every segment,
-    so restarting a long finished chain costs one file read per segment, not a DAG re-evaluation.
-    This is also what orders a chain: segment N is asked for only once segment N-1's status file
-    says unfinished, so at most one segment per experiment is ever scheduled.
-    """
-    exp = wildcards.exp
-    n = 0
-    while True:
-        status = read_status(Path(seg_path(exp, n)))
-        if status is None:
-            checkpoints.segment.get(exp=exp, run=EXPERIMENTS[exp].run_id, n=f"{n:04d}")
-            status = read_status(Path(seg_path(exp, n)))
-            if status is None:
-                raise WorkflowError(
-                    f"{seg_path(exp, n)} is not a torch-batcher status file; remove it to rerun that segment"
-                )
-        if is_final(status, exp):
-            return seg_path(exp, n)
-        n += 1
+    """The status file that ends the chain (batcher.workflow.chain: one file read per segment)."""
+    exp = EXPERIMENTS[wildcards.exp]
+    request = lambda n: checkpoints.segment.get(
+        exp=exp.name, run=exp.run_id, n=f"{n:04d}"
+    )
+    try:
+        return str(final_segment(run_layout(exp.name), exp.length, request))
+    except BatcherError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 def _experiment(wildcards):
@@ -88,9 +64,16 @@ def _experiment(wildcards):
     if wildcards.get("run", exp.run_id) != exp.run_id:
         raise WorkflowError(
             f"runs/{exp.name}/{wildcards.run} belongs to earlier settings of {exp.name!r}; "
-            f"the current ones train in runs/{exp.name}/{exp.run_id}"
+            f"the current ones train in {run_dir(exp.name)}"
         )
     return exp
+
+
+def _checked(function, *args):
+    try:
+        return function(*args)
+    except BatcherError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 def policy_clock():
@@ -108,111 +91,35 @@ def policy_clock():
 
 def runtime_minutes(wildcards, attempt):
     """Slurm --time for the next segment: what the policy allows right now (at submission)."""
-    policy = _experiment(wildcards).policy
-    if policy is None:
-        return 60 * 24
-    limit = policy(policy_clock())
-    return max(1, int(limit.total_seconds() // 60))
-
-
-def stop_signal(wildcards, attempt=1):
-    """The sbatch --signal value: the profile's stop_signal, its lead at most a third of the job."""
-    name, _, lead = str(config.get("stop_signal", "URG@60")).partition("@")
-    lead_s = min(int(lead or 60), runtime_minutes(wildcards, attempt) * 60 // 3)
-    return f"{name}@{max(lead_s, 1)}"
+    return launch.job_minutes(_experiment(wildcards), policy_clock())
 
 
 def slurm_extra(wildcards, attempt):
-    """Extra sbatch options: the stop signal and, for GPU experiments, the site's constraint."""
     exp = _experiment(wildcards)
-    parts = [f"--signal={stop_signal(wildcards, attempt)}"]
-    if exp.gpus and config.get("gpu_constraint"):
-        parts.append(f"--constraint={config['gpu_constraint']}")
-    return " ".join(parts)
-
-
-def _ranks(wildcards):
-    exp = _experiment(wildcards)
-    return exp.nodes * exp.tasks
+    minutes = runtime_minutes(wildcards, attempt)
+    return _checked(launch.slurm_extra, exp, config, minutes)
 
 
 def _srun(wildcards):
-    """True when Slurm starts the ranks itself: one srun task per rank (profiles/das5)."""
-    exp = _experiment(wildcards)
-    if config.get("launcher") == "srun":
-        return _ranks(wildcards) > 1
-    if exp.nodes > 1:
-        raise WorkflowError(
-            f"experiment {exp.name!r} asks for {exp.nodes} nodes, but this profile runs on one "
-            "machine; use a Slurm profile with launcher=srun (profiles/das5), or set nodes: 1"
-        )
-    return False
+    return _checked(launch.uses_srun, _experiment(wildcards), config)
 
 
 def segment_threads(wildcards):
-    """CPUs of the job (torchrun on one node) or of each srun task (one per rank)."""
-    exp = _experiment(wildcards)
-    return exp.cpus if _srun(wildcards) else exp.cpus * exp.tasks
-
-
-# Each srun task is one rank; the first node of the job hosts the rendezvous.
-_RANK_ENV = (
-    "export RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS LOCAL_RANK=$SLURM_LOCALID "
-    "LOCAL_WORLD_SIZE={tasks} "
-    'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1) '
-    "MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000)); exec "
-)
-
-
-def _srun_argv(exp, argv):
-    """srun starts nodes x tasks copies of ``argv`` in the job's allocation, each told its rank."""
-    return [
-        "srun",
-        f"--nodes={exp.nodes}",
-        f"--ntasks={exp.nodes * exp.tasks}",
-        f"--ntasks-per-node={exp.tasks}",
-        f"--cpus-per-task={exp.cpus}",
-        "--kill-on-bad-exit=1",
-        "bash",
-        "-c",
-        _RANK_ENV.format(tasks=exp.tasks) + shlex.join(argv),
-    ]
+    return _checked(launch.threads, _experiment(wildcards), config)
 
 
 def segment_command(wildcards, output, threads):
-    """The shell command of one segment: the experiment's script with the batcher environment."""
+    """The shell command of one segment (batcher.workflow.launch)."""
     exp = _experiment(wildcards)
-    env = {
-        "BATCHER_RUN_DIR": run_dir(exp.name),
-        "BATCHER_STATUS_FILE": output[0],
-        "BATCHER_SEGMENT": str(int(wildcards.n)),
-        "BATCHER_EXPERIMENT": exp.name,
-        "BATCHER_POLICY": policy_to_spec(exp.policy),
-        "BATCHER_SIGNALS": "SIGTERM,SIGUSR1,SIGURG",
-        "BATCHER_SLURM_SIGNAL": stop_signal(wildcards),
-        "OMP_NUM_THREADS": str(threads),
-    }
-    if "keep" in config:
-        env["BATCHER_KEEP"] = str(config["keep"])
-    if "margin_s" in config:
-        env["BATCHER_MARGIN_S"] = str(config["margin_s"])
-    argv = [sys.executable, exp.script, *exp.command_args()]
-    if _srun(wildcards):
-        argv = _srun_argv(exp, argv)
-    elif exp.tasks > 1:
-        # torchrun: one process per task on this node, RANK/WORLD_SIZE set for each
-        argv = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={exp.tasks}",
-            *argv[1:],
-        ]
-    if exp.nodes * exp.tasks > 1:
-        env["OMP_NUM_THREADS"] = str(exp.cpus)  # per rank
-    return (
-        " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        + " exec "
-        + shlex.join(argv)
+    return _checked(
+        lambda: launch.segment_command(
+            exp,
+            segment=int(wildcards.n),
+            status_file=output[0],
+            run_dir=run_dir(exp.name),
+            settings=config,
+            python=sys.executable,
+            minutes=runtime_minutes(wildcards, 1),
+            threads=threads,
+        )
     )

@@ -14,9 +14,9 @@ rule finalize:
     input:
         last_segment,
     output:
-        "runs/{exp}/{run}/final-{length}.json",
+        FINAL_PATTERN,
     log:
-        "runs/{exp}/{run}/logs/finalize-{length}.log",
+        FINALIZE_LOG_PATTERN,
     wildcard_constraints:
         length="[0-9]+",
     conda:
@@ -27,7 +27,9 @@ rule finalize:
 
 rule publish:
     input:
-        lambda wildcards: f"{run_dir(wildcards.exp)}/final-{EXPERIMENTS[wildcards.exp].length}.json",
+        lambda wildcards: str(
+            run_layout(wildcards.exp).final_summary(EXPERIMENTS[wildcards.exp].length)
+        ),
     output:
         summary="results/{exp}/final.json",
         state="results/{exp}/final.pt",

@@ -7,9 +7,9 @@
 
 checkpoint segment:
     output:
-        "runs/{exp}/{run}/status/seg-{n}.json",
+        STATUS_PATTERN,
     log:
-        "runs/{exp}/{run}/logs/seg-{n}.log",
+        LOG_PATTERN,
     conda:
         "../envs/batcher.yaml"
     threads: segment_threads
@@ -17,7 +17,9 @@ checkpoint segment:
         nodes=lambda wildcards: (
             _experiment(wildcards).nodes if _srun(wildcards) else None
         ),
-        tasks=lambda wildcards: _ranks(wildcards) if _srun(wildcards) else None,
+        tasks=lambda wildcards: (
+            _experiment(wildcards).ranks if _srun(wildcards) else None
+        ),
         mpi=lambda wildcards: "srun" if _srun(wildcards) else None,
         runtime=runtime_minutes,
         mem_mb=lambda wildcards: _experiment(wildcards).mem_mb,

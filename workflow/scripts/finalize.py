@@ -4,32 +4,32 @@ import json
 from pathlib import Path
 
 from batcher.files import atomic_write_bytes, checkpoint_digest, checkpoint_size
+from batcher.layout import RunLayout
 from batcher.metrics import read_metrics
 from batcher.status import read_status
 
 snakemake = globals()["snakemake"]
 last = Path(snakemake.input[0])
 status = read_status(last)
-assert status is not None, f"{last} is not a status file"
-run = Path(status["run_dir"])
-segments = sorted((run / "status").glob("seg-*.json"))
-statuses = [s for s in (read_status(p) for p in segments) if s is not None]
-ckpt = Path(status["checkpoint"]["file"])
-algorithm = status["checkpoint"]["algorithm"]
+assert status is not None and status.checkpoint is not None, f"{last} is not a finished segment's status"
+run = RunLayout(Path(status.run_dir))
+statuses = [s for s in (read_status(p) for p in run.statuses()) if s is not None]
+ckpt = Path(status.checkpoint.file)
+algorithm = status.checkpoint.algorithm
 digest = checkpoint_digest(ckpt, algorithm)  # a file, or a sharded (FSDP) folder
-if digest != status["checkpoint"]["digest"]:
+if digest != status.checkpoint.digest:
     raise SystemExit(f"{ckpt} fails its {algorithm} check; it changed after the run finished")
-rows = read_metrics(run / "metrics.jsonl")
+rows = read_metrics(run.metrics)
 summary = {
-    "experiment": status["experiment"],
-    "run_dir": str(run),
+    "experiment": status.experiment,
+    "run_dir": str(run.root),
     "segments": len(statuses),
-    "epochs": status["epoch"],
-    "steps": status["step"],
-    "total": status["total"],
+    "epochs": status.epoch,
+    "steps": status.step,
+    "total": status.total,
     "final_metrics": {k: v for k, v in rows[-1].items() if not k.startswith("_")} if rows else {},
-    "train_seconds": sum(s["seconds"]["train"] for s in statuses),
-    "wall_seconds": sum(s["seconds"]["wall"] for s in statuses),
+    "train_seconds": sum(s.seconds.train for s in statuses),
+    "wall_seconds": sum(s.seconds.wall for s in statuses),
     "checkpoint": {
         "file": str(ckpt),
         "digest": digest,

@@ -4,7 +4,7 @@ import csv
 import json
 from pathlib import Path
 
-from batcher.plots import plot_run, plot_summary
+from batcher.workflow.plots import plot_run, plot_summary
 
 snakemake = globals()["snakemake"]
 summaries = {Path(p).parent.name: json.loads(Path(p).read_text()) for p in snakemake.input}

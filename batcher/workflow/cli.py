@@ -10,13 +10,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from batcher.errors import BatcherError
-from batcher.experiments import Experiment, load_experiments, read_config_text
+from batcher.layout import RunLayout
 from batcher.policy import policy_from_spec
-from batcher.progress import experiment_progress
 from batcher.timespec import format_duration, parse_deadline
+from batcher.workflow.experiments import Experiment, experiments_from, read_config_text
+from batcher.workflow.progress import experiment_progress
 
 __all__ = ["main"]
 
@@ -34,9 +33,7 @@ def _experiments(config_path: Path, policy_override: str | None) -> dict[str, Ex
     config = read_config_text(text)
     if policy_override is not None:
         config["policy"] = policy_override
-    schema_path = config_path.parent / "workflow" / "schemas" / "config.schema.yaml"
-    schema = yaml.safe_load(schema_path.read_text()) if schema_path.is_file() else None
-    return load_experiments(config, schema=schema, source=text, filename=str(config_path))
+    return experiments_from(config, config_files=[config_path], workflow_dir=config_path.parent)
 
 
 def _at(text: str | None) -> datetime:
@@ -128,14 +125,14 @@ def _policy(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from batcher.plots import plot_run, plot_summary
+    from batcher.workflow.plots import plot_run, plot_summary
 
     config_path = Path(args.config)
     exps = _experiments(config_path, None)
     out = Path(args.out)
     runs = {}
     for e in exps.values():
-        metrics = config_path.parent / "runs" / e.name / e.run_id / "metrics.jsonl"
+        metrics = RunLayout.of(e.name, e.run_id, base=config_path.parent).metrics
         if metrics.exists():
             n = plot_run(metrics, out / f"{e.name}.png", title=e.name)
             print(f"{out / f'{e.name}.png'}: {n} curve(s)")

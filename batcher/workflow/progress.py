@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -11,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from batcher.errors import SlotTooShortError
-from batcher.eta import SegmentCost, simulate_finish
-from batcher.experiments import Experiment
-from batcher.status import read_status
+from batcher.layout import RunLayout
+from batcher.lock import is_locked
+from batcher.settings import DEFAULT_MARGIN_S
+from batcher.status import SegmentStatus, read_status
+from batcher.workflow.eta import SegmentCost, simulate_finish
+from batcher.workflow.experiments import Experiment
 
 __all__ = ["ExperimentProgress", "experiment_progress"]
 
@@ -40,21 +42,8 @@ class ExperimentProgress:
         return asdict(self)
 
 
-def _locked(path: Path) -> bool:
-    try:
-        with open(path, "a+") as f:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-    except OSError:
-        return False
-    return False
-
-
-def _failure(run: Path, next_index: int) -> str | None:
-    log = run / "logs" / f"seg-{next_index:04d}.log"
+def _failure(run: RunLayout, next_index: int) -> str | None:
+    log = run.log(next_index)
     try:
         text = log.read_text(errors="replace")
     except OSError:
@@ -68,17 +57,17 @@ def _failure(run: Path, next_index: int) -> str | None:
 def experiment_progress(exp: Experiment, *, root: Path, now: datetime | None = None) -> ExperimentProgress:
     """Return the state, progress and simulated finishing time of one experiment."""
     now = now or datetime.now(timezone.utc)
-    run = root / "runs" / exp.name / exp.run_id
-    statuses = [s for s in (read_status(p) for p in sorted((run / "status").glob("seg-*.json"))) if s]
+    run = RunLayout.of(exp.name, exp.run_id, base=root)
+    statuses = [s for s in (read_status(p) for p in run.statuses()) if s]
     last = statuses[-1] if statuses else None
     epoch = 0.0
     if last is not None:
-        epoch = float(last.get("epoch", 0))
-        if last.get("progress") is not None and last.get("total"):
-            epoch = float(last["progress"]) * float(last["total"])  # counts a part-done epoch too
+        epoch = float(last.epoch)
+        if last.progress is not None and last.total:
+            epoch = last.progress * last.total  # counts a part-done epoch too
     progress = min(1.0, epoch / exp.length) if exp.length else 1.0
-    done = last is not None and last["status"] == "done" and (last.get("total") or 0) >= exp.length
-    running = _locked(run / "lock") if (run / "lock").exists() else False
+    done = last is not None and last.is_final(exp.length)
+    running = is_locked(run.lock) if run.lock.exists() else False
     problem = None
     if done:
         state = "done"
@@ -91,15 +80,18 @@ def experiment_progress(exp: Experiment, *, root: Path, now: datetime | None = N
         state = "unfinished"
     else:
         state = "not started"
-    trained = [s for s in statuses if s.get("steps_this_segment")]
-    useful = statistics.mean(s["seconds"]["train"] for s in trained) if trained else None
+    trained = [s for s in statuses if s.steps_this_segment]
+    useful = statistics.mean(s.seconds.train for s in trained) if trained else None
     eta = eta_segments = None
     if not done and trained:
-        train_s = sum(s["seconds"]["train"] for s in trained)
+        train_s = sum(s.seconds.train for s in trained)
         per_epoch = train_s / max(epoch, 1e-9)
-        overhead = statistics.median(max(0.0, s["seconds"]["wall"] - s["seconds"]["train"]) for s in trained)
+        overhead = statistics.median(max(0.0, s.seconds.wall - s.seconds.train) for s in trained)
         gaps = _gaps(statuses)
-        cost = SegmentCost(overhead_s=overhead + 15.0, gap_s=statistics.median(gaps) if gaps else 30.0)
+        cost = SegmentCost(
+            overhead_s=overhead + DEFAULT_MARGIN_S,
+            gap_s=statistics.median(gaps) if gaps else SegmentCost.gap_s,
+        )
         try:
             finish, eta_segments = simulate_finish(
                 now=now, remaining_train_s=per_epoch * (exp.length - epoch), policy=exp.policy, cost=cost
@@ -112,25 +104,27 @@ def experiment_progress(exp: Experiment, *, root: Path, now: datetime | None = N
     return ExperimentProgress(
         experiment=exp.name,
         state=state,
-        run_dir=str(run),
+        run_dir=str(run.root),
         segments=len(statuses),
         progress=progress,
         epoch=round(epoch, 3),
         length=exp.length,
-        last_stop=last.get("stop_reason") if last else None,
+        last_stop=last.stop_reason if last else None,
         useful_s_per_segment=useful,
-        eta=eta if not done else (last or {}).get("ended"),
+        eta=eta if not done or last is None else last.ended,
         eta_segments=eta_segments,
         problem=problem,
     )
 
 
-def _gaps(statuses: list[dict[str, Any]]) -> list[float]:
+def _gaps(statuses: list[SegmentStatus]) -> list[float]:
     out = []
     for a, b in itertools.pairwise(statuses):
         try:
-            gap = (datetime.fromisoformat(b["started"]) - datetime.fromisoformat(a["ended"])).total_seconds()
-        except (KeyError, ValueError, TypeError):
+            gap = (
+                datetime.fromisoformat(b.started or "") - datetime.fromisoformat(a.ended or "")
+            ).total_seconds()
+        except (ValueError, TypeError):
             continue
         if gap >= 0:
             out.append(gap)

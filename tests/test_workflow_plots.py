@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from batcher.plots import plot_run, segment_stops
 from batcher.status import write_status
+from batcher.workflow.plots import plot_run, segment_stops
 
 
 def _status(run: Path, i: int, status: str, step: int) -> None:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from batcher.errors import ConfigError
-from batcher.experiments import load_experiments
+from batcher.workflow.experiments import load_experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
@@ -72,7 +72,7 @@ def test_bad_configs(text: str, message: str) -> None:
 
 
 def test_duplicate_experiment_names_are_refused() -> None:
-    from batcher.experiments import read_config_text
+    from batcher.workflow.experiments import read_config_text
 
     with pytest.raises(ConfigError, match="line 5: experiment 'a' is defined twice"):
         read_config_text(GOOD + "  a:\n    script: x\n    length: 1\n")

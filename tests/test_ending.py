@@ -1,4 +1,4 @@
-"""A script that ends without seg.done(), in a real process (the check runs at interpreter exit)."""
+"""A script that ends without seg.done() (batcher/ending.py), in a real process: the check runs at interpreter exit."""
 
 from __future__ import annotations
 

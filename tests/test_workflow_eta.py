@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from batcher.eta import SegmentCost, simulate_finish
 from batcher.policy import Das5Policy, FixedPolicy
+from batcher.workflow.eta import SegmentCost, simulate_finish
 
 AMS = ZoneInfo("Europe/Amsterdam")
 COST = SegmentCost(overhead_s=40, gap_s=30)

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from batcher.cli import main
-from batcher.experiments import load_experiments
 from batcher.status import write_status
+from batcher.workflow.cli import main
+from batcher.workflow.experiments import load_experiments
 
 
 def _workdir(tmp_path: Path) -> Path:

@@ -19,7 +19,17 @@ import yaml
 from batcher.errors import ConfigError, PolicyError
 from batcher.policy import Policy, policy_from_spec
 
-__all__ = ["Experiment", "load_experiments", "read_config_text", "validate_config"]
+__all__ = [
+    "SCHEMA",
+    "Experiment",
+    "experiments_from",
+    "load_experiments",
+    "read_config_text",
+    "validate_config",
+]
+
+#: the config schema, relative to the workflow folder (where the Snakefile is)
+SCHEMA = Path("workflow/schemas/config.schema.yaml")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -53,6 +63,11 @@ class Experiment:
             "length_arg": self.length_arg,
         }
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
+
+    @property
+    def ranks(self) -> int:
+        """Processes of one segment: ``nodes`` x ``tasks``."""
+        return self.nodes * self.tasks
 
     def command_args(self) -> list[str]:
         """Return the script's command-line arguments, length included."""
@@ -176,6 +191,27 @@ def load_experiments(
             policy=policy,
         )
     return out
+
+
+def experiments_from(
+    config: Mapping[str, Any],
+    *,
+    config_files: list[Path],
+    workflow_dir: Path,
+    base_dir: Path | None = None,
+) -> dict[str, Experiment]:
+    """The experiments of a workflow's merged ``config``, validated against its schema; problems
+    name the line of the config file that holds the experiments (of ``config_files``, the
+    last one with an ``experiments:`` key; a profile's settings file has none)."""
+    schema_path = workflow_dir / SCHEMA
+    schema = yaml.safe_load(schema_path.read_text()) if schema_path.is_file() else None
+    source, filename = None, "config.yaml"
+    for path in config_files:
+        if path.is_file():
+            text = path.read_text()
+            if "experiments" in read_config_text(text):  # also refuses duplicate keys
+                source, filename = text, str(path)
+    return load_experiments(config, schema=schema, source=source, filename=filename, base_dir=base_dir)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

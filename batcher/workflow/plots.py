@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from batcher.layout import RunLayout
 from batcher.metrics import read_metrics
 from batcher.status import read_status
 
@@ -15,8 +16,8 @@ __all__ = ["plot_run", "plot_summary", "segment_stops"]
 def segment_stops(run_dir: Path) -> list[float]:
     """The steps at which the run's segments stopped unfinished, from its status files: where
     one segment's training ends and the next one's begins (a segment that logged nothing too)."""
-    statuses = (read_status(p) for p in sorted((run_dir / "status").glob("seg-*.json")))
-    return sorted({float(s["step"]) for s in statuses if s and s["status"] == "unfinished" and "step" in s})
+    statuses = (read_status(p) for p in RunLayout(run_dir).statuses())
+    return sorted({float(s.step) for s in statuses if s and s.status == "unfinished"})
 
 
 def _numeric_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:

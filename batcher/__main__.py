@@ -1,5 +1,0 @@
-import sys
-
-from batcher.cli import main
-
-sys.exit(main())

@@ -1,0 +1,128 @@
+"""When a segment stops: at each step boundary, the deadline against the predicted next step and
+save, and the stop signals (telling Slurm's own early warning apart from a person's request).
+
+It owns the estimators of step and save times, their history carried across segments in the
+checkpoint, and each segment's first, warm-up step (compilation, loader workers), which is kept
+out of that history. It decides; the segment loop agrees the verdict across ranks and acts on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from batcher.deadline import Deadline
+from batcher.signals import StopSignals
+from batcher.slurm import SlurmWarning
+from batcher.timing import DurationEstimator, SaveEstimator
+
+__all__ = ["DEADLINE", "NO_STOP", "SIGNAL", "StopDecision", "Verdict"]
+
+# stop codes, ordered: the ranks agree on the highest one any of them saw
+NO_STOP, DEADLINE, SIGNAL = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one boundary's check found: ``code`` and why, with the predictions behind a deadline stop."""
+
+    code: int
+    reason: str = ""
+    step_s: float = 0.0
+    save_s: float = 0.0
+
+
+class DeadlineSeconds:
+    """A :class:`Deadline` with ``at`` as unix seconds, for cheap comparisons at every step; the
+    Slurm end time re-read at its warning may move it earlier."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.at: float | None = None if deadline.at is None else deadline.at.timestamp()
+        self.source = deadline.source
+        self.warnings = deadline.warnings
+
+
+class StopDecision:
+    """Decides at every step boundary whether the segment must stop now."""
+
+    def __init__(
+        self,
+        deadline: DeadlineSeconds,
+        *,
+        margin_s: float,
+        signals: StopSignals,
+        slurm_warning: SlurmWarning | None,
+        say: Callable[[str], None],
+    ) -> None:
+        self.deadline = deadline
+        self.margin_s = margin_s
+        self.signals = signals
+        self._slurm_warning = slurm_warning
+        self._say = say
+        self.batch_time = DurationEstimator()
+        self.epoch_time = DurationEstimator()
+        self.save_time = SaveEstimator()
+
+    # -- measurements ----------------------------------------------------------------------------
+    def measured(self, kind: str, seconds: float, *, first: bool) -> None:
+        """Record a step of ``kind`` (``batch`` or ``epoch``); ``first``: the segment's warm-up step."""
+        estimator = self.batch_time if kind == "batch" else self.epoch_time
+        (estimator.warm_up if first else estimator.add)(seconds)
+
+    def saved(self, seconds: float, size: int) -> None:
+        self.save_time.add(seconds, size)
+
+    def history(self) -> dict[str, Any]:
+        """The measurements a checkpoint carries to the next segment."""
+        return {
+            "batch": self.batch_time.history(),
+            "epoch": self.epoch_time.history(),
+            "saves": [list(x) for x in self.save_time.history()],
+        }
+
+    def restore(self, timing: dict[str, Any], saves: list[tuple[float, int]]) -> None:
+        """Carry on from a checkpoint's ``history()``; ``saves``: the store's measured save times
+        (a checkpoint cannot hold its own)."""
+        self.batch_time = DurationEstimator(history=timing.get("batch", []))
+        self.epoch_time = DurationEstimator(history=timing.get("epoch", []))
+        self.save_time = SaveEstimator(history=[(float(s), int(n)) for s, n in timing.get("saves", [])])
+        for seconds, size in saves:
+            self.save_time.add(seconds, size)
+
+    def median_step(self) -> float | None:
+        return self.batch_time.median() or self.epoch_time.median()
+
+    # -- the decision ----------------------------------------------------------------------------
+    def check(self, now: float, next_kind: str, state_size: Callable[[], int]) -> Verdict:
+        """This process's verdict at a boundary before a step of ``next_kind``.
+
+        A signal stops at once, unless it is Slurm's warning for a known end (then the re-read
+        end time becomes the deadline). Else the deadline stops when the next step (a high
+        quantile of recent step times) plus the next save (measured, scaled by ``state_size()``)
+        plus the margin would end after it.
+        """
+        received = self.signals.received
+        if received and self._slurm_warning is not None:
+            warned, end = self._slurm_warning.is_warning(
+                received, datetime.fromtimestamp(now, tz=timezone.utc)
+            )
+            if end is not None and (self.deadline.at is None or end.timestamp() < self.deadline.at):
+                self.deadline.at, self.deadline.source = end.timestamp(), "Slurm end time (re-read)"
+            if warned:
+                self.signals.received = None
+                self._say(
+                    f"{received} is Slurm's warning before the end at {end:%H:%M:%S %Z}; the "
+                    "deadline already accounts for it, training on"
+                )
+                received = None
+        if received:
+            return Verdict(SIGNAL, f"signal {received}")
+        if self.deadline.at is None:
+            return Verdict(NO_STOP)
+        step = (self.batch_time if next_kind == "batch" else self.epoch_time).predict() or 0.0
+        save = self.save_time.predict(state_size())
+        if now + step + save + self.margin_s > self.deadline.at:
+            return Verdict(DEADLINE, "deadline", step, save)
+        return Verdict(NO_STOP, "", step, save)

@@ -1,0 +1,5 @@
+import sys
+
+from batcher.workflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,142 @@
+"""How a segment is started: its Slurm resources and its shell command (plain, torchrun, srun).
+
+The Snakemake rule ``segment`` only calls these functions; they take the experiment, the
+profile's settings (``config`` of the workflow) and the instant of submission, so every choice
+is unit-tested without Snakemake or Slurm.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from batcher.errors import ConfigError
+from batcher.policy import policy_to_spec
+from batcher.signals import DEFAULT_STOP_SIGNALS
+from batcher.slurm import parse_signal_spec
+from batcher.workflow.experiments import Experiment
+
+__all__ = [
+    "DEFAULT_STOP_SIGNAL",
+    "job_minutes",
+    "segment_command",
+    "slurm_extra",
+    "stop_signal",
+    "threads",
+    "uses_srun",
+]
+
+#: the sbatch --signal of profiles/das5: URG is ignored by default, so it reaches the training
+#: process under Snakemake's job step (USR1 killed the inner snakemake)
+DEFAULT_STOP_SIGNAL = "URG@60"
+NO_POLICY_MINUTES = 24 * 60
+
+# Each srun task is one rank; the first node of the job hosts the rendezvous.
+_RANK_ENV = (
+    "export RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS LOCAL_RANK=$SLURM_LOCALID "
+    "LOCAL_WORLD_SIZE={tasks} "
+    'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1) '
+    "MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000)); exec "
+)
+
+
+def job_minutes(exp: Experiment, now: datetime) -> int:
+    """Slurm ``--time`` in minutes for a segment submitted at ``now``: what the policy allows."""
+    if exp.policy is None:
+        return NO_POLICY_MINUTES
+    return max(1, int(exp.policy(now).total_seconds() // 60))
+
+
+def stop_signal(settings: Mapping[str, Any], minutes: int) -> str:
+    """The sbatch ``--signal`` value: the profile's ``stop_signal``, its lead at most a third of the job."""
+    spec = str(settings.get("stop_signal", DEFAULT_STOP_SIGNAL))
+    try:
+        name, lead_s = parse_signal_spec(spec)
+    except ValueError:
+        raise ConfigError(
+            f"stop_signal={spec!r}: write a signal and a lead in seconds, e.g. URG@60"
+        ) from None
+    batch = "B:" if spec.strip().startswith("B:") else ""  # to the batch shell, not the job steps
+    return f"{batch}{name.removeprefix('SIG')}@{max(min(lead_s, minutes * 60 // 3), 1)}"
+
+
+def slurm_extra(exp: Experiment, settings: Mapping[str, Any], minutes: int) -> str:
+    """Extra sbatch options: the stop signal and, for GPU experiments, the site's constraint."""
+    parts = [f"--signal={stop_signal(settings, minutes)}"]
+    if exp.gpus and settings.get("gpu_constraint"):
+        parts.append(f"--constraint={settings['gpu_constraint']}")
+    return " ".join(parts)
+
+
+def uses_srun(exp: Experiment, settings: Mapping[str, Any]) -> bool:
+    """True when Slurm starts the ranks itself, one srun task each (``launcher=srun``, more than one rank).
+
+    Raises :class:`ConfigError` for more than one node on a profile without srun.
+    """
+    if settings.get("launcher") == "srun":
+        return exp.ranks > 1
+    if exp.nodes > 1:
+        raise ConfigError(
+            f"experiment {exp.name!r} asks for {exp.nodes} nodes, but this profile runs on one "
+            "machine; use a Slurm profile with launcher=srun (profiles/das5), or set nodes: 1"
+        )
+    return False
+
+
+def threads(exp: Experiment, settings: Mapping[str, Any]) -> int:
+    """CPUs of the job (one process or torchrun on one node), or of each srun task (one per rank)."""
+    return exp.cpus if uses_srun(exp, settings) else exp.cpus * exp.tasks
+
+
+def segment_command(
+    exp: Experiment,
+    *,
+    segment: int,
+    status_file: str,
+    run_dir: str,
+    settings: Mapping[str, Any],
+    python: str,
+    minutes: int,
+    threads: int,
+) -> str:
+    """The shell command of one segment: the experiment's script, started as its ranks need, with
+    the environment that tells the in-job library where it runs and how it will be stopped."""
+    env = {
+        "BATCHER_RUN_DIR": run_dir,
+        "BATCHER_STATUS_FILE": status_file,
+        "BATCHER_SEGMENT": str(segment),
+        "BATCHER_EXPERIMENT": exp.name,
+        "BATCHER_POLICY": policy_to_spec(exp.policy),
+        "BATCHER_SIGNALS": ",".join(DEFAULT_STOP_SIGNALS),
+        "BATCHER_SLURM_SIGNAL": stop_signal(settings, minutes),
+        "OMP_NUM_THREADS": str(exp.cpus if exp.ranks > 1 else threads),  # per rank
+    }
+    if "keep" in settings:
+        env["BATCHER_KEEP"] = str(settings["keep"])
+    if "margin_s" in settings:
+        env["BATCHER_MARGIN_S"] = str(settings["margin_s"])
+    argv = [python, exp.script, *exp.command_args()]
+    if uses_srun(exp, settings):
+        argv = [
+            "srun",
+            f"--nodes={exp.nodes}",
+            f"--ntasks={exp.ranks}",
+            f"--ntasks-per-node={exp.tasks}",
+            f"--cpus-per-task={exp.cpus}",
+            "--kill-on-bad-exit=1",
+            "bash",
+            "-c",
+            _RANK_ENV.format(tasks=exp.tasks) + shlex.join(argv),
+        ]
+    elif exp.tasks > 1:  # torchrun: one process per task on this node, RANK/WORLD_SIZE set for each
+        argv = [
+            python,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={exp.tasks}",
+            *argv[1:],
+        ]
+    return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " exec " + shlex.join(argv)

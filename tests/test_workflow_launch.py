@@ -1,0 +1,94 @@
+"""A segment's Slurm resources and shell command, without Snakemake or Slurm."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import datetime, timezone
+
+import pytest
+
+from batcher.errors import ConfigError
+from batcher.workflow.experiments import Experiment, load_experiments
+from batcher.workflow.launch import job_minutes, segment_command, slurm_extra, stop_signal, threads, uses_srun
+
+
+def _exp(**resources: int) -> Experiment:
+    config = {
+        "policy": "das5",
+        "experiments": {
+            "e": {"script": "train.py", "args": {"lr": 0.1}, "length": 3, "resources": resources}
+        },
+    }
+    return load_experiments(config)["e"]
+
+
+WEDNESDAY_10 = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)  # 10:00 in Amsterdam
+
+
+def _command(exp: Experiment, settings: dict, minutes: int = 14) -> str:
+    return segment_command(
+        exp,
+        segment=3,
+        status_file="runs/e/x/status/seg-0003.json",
+        run_dir="runs/e/x",
+        settings=settings,
+        python="/venv/bin/python",
+        minutes=minutes,
+        threads=threads(exp, settings),
+    )
+
+
+def test_job_minutes_follow_the_policy_at_submission() -> None:
+    assert job_minutes(_exp(), WEDNESDAY_10) == 14
+    no_policy = load_experiments({"experiments": {"e": {"script": "t.py", "length": 1}}})["e"]
+    assert job_minutes(no_policy, WEDNESDAY_10) == 24 * 60
+
+
+def test_stop_signal_lead_is_at_most_a_third_of_the_job() -> None:
+    assert stop_signal({}, 14) == "URG@60"
+    assert stop_signal({"stop_signal": "SIGUSR1@300"}, 3) == "USR1@60"
+    assert stop_signal({"stop_signal": "B:USR1@90"}, 14) == "B:USR1@90"  # to the batch shell
+    with pytest.raises(ConfigError, match="stop_signal='URG@soon'"):
+        stop_signal({"stop_signal": "URG@soon"}, 14)
+
+
+def test_slurm_extra_adds_the_gpu_constraint_only_for_gpu_jobs() -> None:
+    settings = {"gpu_constraint": "TitanX"}
+    assert slurm_extra(_exp(gpus=1), settings, 14) == "--signal=URG@60 --constraint=TitanX"
+    assert slurm_extra(_exp(), settings, 14) == "--signal=URG@60"
+
+
+def test_plain_command_sets_the_in_job_environment() -> None:
+    cmd = _command(_exp(cpus=3), {"keep": 3, "margin_s": 5})
+    env, _, argv = cmd.partition(" exec ")
+    assert shlex.split(argv) == ["/venv/bin/python", "train.py", "--lr", "0.1", "--epochs", "3"]
+    pairs = dict(item.split("=", 1) for item in shlex.split(env))
+    assert pairs["BATCHER_RUN_DIR"] == "runs/e/x" and pairs["BATCHER_SEGMENT"] == "3"
+    assert "das5" in pairs["BATCHER_POLICY"] and pairs["BATCHER_SLURM_SIGNAL"] == "URG@60"
+    assert (
+        pairs["BATCHER_KEEP"] == "3" and pairs["BATCHER_MARGIN_S"] == "5" and pairs["OMP_NUM_THREADS"] == "3"
+    )
+
+
+def test_tasks_on_one_machine_run_under_torchrun() -> None:
+    exp = _exp(tasks=2, cpus=2)
+    assert threads(exp, {}) == 4 and not uses_srun(exp, {})
+    cmd = _command(exp, {})
+    assert " exec /venv/bin/python -m torch.distributed.run --standalone --nproc-per-node=2 train.py" in cmd
+    assert "OMP_NUM_THREADS=2 " in cmd  # per rank
+
+
+def test_srun_launcher_starts_one_task_per_rank_across_nodes() -> None:
+    exp = _exp(nodes=2, tasks=2, gpus=2)
+    settings = {"launcher": "srun"}
+    assert uses_srun(exp, settings) and threads(exp, settings) == 1
+    cmd = _command(exp, settings)
+    assert "srun --nodes=2 --ntasks=4 --ntasks-per-node=2 --cpus-per-task=1 --kill-on-bad-exit=1" in cmd
+    assert "RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS" in cmd and "LOCAL_WORLD_SIZE=2" in cmd
+    one = _exp()
+    assert not uses_srun(one, settings)  # a single rank needs no srun
+
+
+def test_nodes_without_srun_are_refused_with_the_way_out() -> None:
+    with pytest.raises(ConfigError, match="asks for 2 nodes, but this profile runs on one machine"):
+        uses_srun(_exp(nodes=2), {})
