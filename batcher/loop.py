@@ -7,10 +7,7 @@
 ...     seg.log(epoch=epoch, loss=loss.item())
 >>> seg.done()                                                  # doctest: +SKIP
 
-It only orchestrates: the settings (:mod:`batcher.settings`), the stop decision
-(:mod:`batcher.stopping`), the loop position (:mod:`batcher.position`), the checkpoint contents
-(:mod:`batcher.contents`), the save protocol across ranks (:mod:`batcher.saving`) and the files of
-the run folder (:mod:`batcher.layout` and the modules that own each format) each live apart.
+It only orchestrates; docs/architecture.md says which module owns each concern it calls on.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ from batcher.ending import at_script_end, finish_forgotten
 from batcher.errors import BatcherError, NotFinishedError
 from batcher.lock import RunLock
 from batcher.metrics import MetricLog
-from batcher.position import EpochReplay, Position, fast_forward
+from batcher.position import EpochReplay, Position, loader_length
 from batcher.ranks import Ranks
 from batcher.report import Report
 from batcher.saving import CollectiveSave
@@ -76,12 +73,8 @@ class Segment:
         self._replicated = {k: v for k, v in self._stateful.items() if k not in sharded}
         self._stop_decision, self._signals = stop, stop.signals
         self._clock, self._store = clock, store
-        self._report = Report(
-            out,
-            experiment=self.experiment,
-            index=self.index,
-            rank=self._ranks.rank if self._ranks.active else None,
-        )
+        rank = self._ranks.rank if self._ranks.active else None
+        self._report = Report(out, settings, store.directory, rank=rank)
         self._metrics = MetricLog(settings.run.metrics)
         self._saver = CollectiveSave(store, self._ranks, self._sharded, self._metrics)
         self._lock = RunLock(settings.run.lock)
@@ -198,20 +191,9 @@ class Segment:
         loader with ``state_dict()`` passed to :func:`segment` resumes by itself.
         """
         self._uses_iterate = self._uses_iterate_this_epoch = True
-        skip = self._pos.batch
         self_resuming = any(loader is obj for obj in self._stateful.values())
-        current = None
-        if self_resuming:
-            self._replay.forget_resume()
-        else:
-            current = self._replay.begin(skip)
-        self._epoch_len = _length(loader)
-        it = iter(loader)
-        if skip and not self_resuming:
-            fast_forward(loader, it, skip)
-            if current is not None:
-                restore_rng(current)
-        for item in it:
+        self._epoch_len = loader_length(loader)
+        for item in self._replay.batches(loader, self._pos.batch, self_resuming=self_resuming):
             yield item
             self._pos.batch += 1
             self._pos.step += 1
@@ -291,23 +273,11 @@ class Segment:
     def _write_status(self, state: str, reason: str) -> None:
         if not self._ranks.main:
             return
+        times = (self._started, self._clock(), self._t_load, self._t_save)
         self._report.status(
-            self.settings.status_file,
-            done=state == "done",
-            reason=reason,
-            pos=self._pos,
-            start_step=self._start_step,
-            total=self._total,
-            epoch_len=self._epoch_len,
-            started=self._started,
-            now=self._clock(),
-            deadline=self.deadline,
-            load_s=self._t_load,
-            save_s=self._t_save,
-            step_s_median=self._stop_decision.median_step(),
-            checkpoint=None if self._last_ckpt is None else (self._store.directory, self._last_ckpt),
-            run_dir=self.run_dir,
-        )
+            state == "done", reason, self._pos, self._start_step, self._total, self._epoch_len, times,
+            self.deadline, self._stop_decision.median_step(), self._last_ckpt,
+        )  # fmt: skip
 
     # -- user-facing extras ----------------------------------------------------------------------
     def log(self, **metrics: Any) -> None:
@@ -356,10 +326,3 @@ class Segment:
 
     def _say(self, message: str) -> None:
         self._report.say(message)
-
-
-def _length(loader: Iterable[Any]) -> int | None:
-    try:
-        return len(loader)  # type: ignore[arg-type]
-    except TypeError:  # an iterable dataset, a generator
-        return None

@@ -8,13 +8,15 @@ and skips the batches already done (:func:`fast_forward`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from batcher.state import capture_rng, restore_rng
 
-__all__ = ["EpochReplay", "Position", "fast_forward"]
+__all__ = ["EpochReplay", "Position", "fast_forward", "loader_length"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -62,6 +64,21 @@ class EpochReplay:
         """A loader that resumes by itself (``state_dict()``) needs no replay."""
         self._resume_rng = None
 
+    def batches(self, loader: Iterable[T], skip: int, *, self_resuming: bool) -> Iterator[T]:
+        """An iterator over ``loader``'s batches with the first ``skip`` already done: a plain
+        loader is replayed from the epoch's starting RNG state and skipped; a loader with its own
+        ``state_dict()`` (``self_resuming``) was restored already and starts where it stopped."""
+        if self_resuming:
+            self.forget_resume()
+            return iter(loader)
+        current = self.begin(skip)
+        it = iter(loader)
+        if skip:
+            fast_forward(loader, it, skip)
+            if current is not None:
+                restore_rng(current)
+        return it
+
     def end_epoch(self) -> None:
         self.epoch_rng = None
         self._resume_rng = None
@@ -85,3 +102,11 @@ def fast_forward(loader: Any, it: Iterator[Any], count: int) -> None:
         return
     for _ in range(count):
         next(it)
+
+
+def loader_length(loader: Iterable[Any]) -> int | None:
+    """Batches per epoch, or None for a loader without a length (an iterable dataset, a generator)."""
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None

@@ -12,6 +12,7 @@ from typing import IO
 
 from batcher.errors import SlotTooShortError
 from batcher.position import Position
+from batcher.settings import Settings
 from batcher.status import CheckpointRef, SegmentSeconds, SegmentStatus, write_status
 from batcher.stopping import DeadlineSeconds
 from batcher.store import CheckpointInfo
@@ -27,9 +28,9 @@ def _iso(t: float | None) -> str | None:
 class Report:
     """Messages to ``out`` and the status file of one segment."""
 
-    def __init__(self, out: IO[str], *, experiment: str, index: int, rank: int | None) -> None:
-        self._out = out
-        self.experiment, self.index = experiment, index
+    def __init__(self, out: IO[str], settings: Settings, checkpoints: Path, *, rank: int | None) -> None:
+        self._out, self._settings, self._checkpoints = out, settings, checkpoints
+        self.experiment, self.index = settings.experiment, settings.segment
         self._rank = "" if rank is None else f" rank {rank}"
 
     def say(self, message: str) -> None:
@@ -78,30 +79,26 @@ class Report:
 
     def status(
         self,
-        path: Path,
-        *,
         done: bool,
         reason: str,
         pos: Position,
         start_step: int,
         total: int | None,
         epoch_len: int | None,
-        started: float,
-        now: float,
+        times: tuple[float, float, float, float],
         deadline: DeadlineSeconds,
-        load_s: float,
-        save_s: float,
         step_s_median: float | None,
-        checkpoint: tuple[Path, CheckpointInfo] | None,
-        run_dir: Path,
+        checkpoint: CheckpointInfo | None,
     ) -> None:
-        """Write the segment's status file (last: the workflow reads it to go on)."""
+        """Write the segment's status file (last: the workflow reads it to go on). ``times``:
+        (started, now, seconds loading, seconds saving)."""
+        started, now, load_s, save_s = times
         part = pos.epoch + (pos.batch / epoch_len if epoch_len else 0)
         wall = now - started
         ref = None
         if checkpoint is not None:
-            folder, info = checkpoint
-            ref = CheckpointRef(str(folder / info.file), info.digest, info.algorithm, info.size)
+            path = str(self._checkpoints / checkpoint.file)
+            ref = CheckpointRef(path, checkpoint.digest, checkpoint.algorithm, checkpoint.size)
         status = SegmentStatus(
             status="done" if done else "unfinished",
             segment=self.index,
@@ -121,6 +118,6 @@ class Report:
             seconds=SegmentSeconds(wall, load_s, save_s, max(0.0, wall - load_s - save_s)),
             step_s_median=step_s_median,
             checkpoint=ref,
-            run_dir=str(run_dir),
+            run_dir=str(self._settings.run.root),
         )
-        write_status(path, status)
+        write_status(self._settings.status_file, status)

@@ -8,16 +8,22 @@ from pathlib import Path
 from batcher.deadline import Deadline
 from batcher.position import Position
 from batcher.report import Report
+from batcher.settings import read_settings
 from batcher.status import read_status
 from batcher.stopping import DeadlineSeconds
 
+NO_DEADLINE = DeadlineSeconds(Deadline(None, "none", {}, ()))
 
-def test_lines_carry_the_rank_and_say_where_the_run_is() -> None:
+
+def _report(tmp_path: Path, out: io.StringIO, rank: int | None) -> Report:
+    env = {"BATCHER_RUN_DIR": str(tmp_path), "BATCHER_EXPERIMENT": "exp", "BATCHER_SEGMENT": "2"}
+    return Report(out, read_settings(env), tmp_path / "ckpt", rank=rank)
+
+
+def test_lines_carry_the_rank_and_say_where_the_run_is(tmp_path: Path) -> None:
     out = io.StringIO()
-    report = Report(out, experiment="exp", index=2, rank=1)
-    report.opened(
-        "step-000000012.pt", Position(1, 2, 12, 13), DeadlineSeconds(Deadline(None, "none", {}, ())), 15
-    )
+    report = _report(tmp_path, out, rank=1)
+    report.opened("step-000000012.pt", Position(1, 2, 12, 13), NO_DEADLINE, 15)
     report.stopped("deadline", Position(1, 7, 17, 18), 5, 14.0, 0.5, 1.2)
     lines = out.getvalue().splitlines()
     assert lines[0] == (
@@ -31,24 +37,12 @@ def test_lines_carry_the_rank_and_say_where_the_run_is() -> None:
 
 
 def test_status_of_a_stop_after_the_last_batch_is_not_complete(tmp_path: Path) -> None:
-    report = Report(io.StringIO(), experiment="exp", index=0, rank=None)
-    kwargs = dict(
-        reason="deadline",
-        start_step=0,
-        total=2,
-        epoch_len=5,
-        started=100.0,
-        now=160.0,
-        deadline=DeadlineSeconds(Deadline(None, "none", {}, ())),
-        load_s=1.0,
-        save_s=2.0,
-        step_s_median=0.5,
-        checkpoint=None,
-        run_dir=tmp_path,
-    )
-    report.status(tmp_path / "s.json", done=False, pos=Position(1, 5, 10, 11), **kwargs)  # type: ignore[arg-type]
-    status = read_status(tmp_path / "s.json")
+    report = _report(tmp_path, io.StringIO(), rank=None)
+    times = (100.0, 160.0, 1.0, 2.0)
+    report.status(False, "deadline", Position(1, 5, 10, 11), 0, 2, 5, times, NO_DEADLINE, 0.5, None)
+    status = read_status(tmp_path / "status" / "seg-0002.json")
     assert status is not None and status.progress == 0.999 and status.seconds.train == 57.0
-    report.status(tmp_path / "d.json", done=True, pos=Position(2, 0, 10, 12), **kwargs)  # type: ignore[arg-type]
-    done = read_status(tmp_path / "d.json")
+    assert status.run_dir == str(tmp_path) and status.segment == 2
+    report.status(True, "finished", Position(2, 0, 10, 12), 0, 2, 5, times, NO_DEADLINE, 0.5, None)
+    done = read_status(tmp_path / "status" / "seg-0002.json")
     assert done is not None and done.status == "done" and done.progress == 1.0
