@@ -76,6 +76,17 @@ def _sacct(job_ids: list[str] | None = None) -> list[dict[str, str]]:
     return [dict(zip(keys, line.split("|"), strict=False)) for line in _sh(*argv).splitlines() if line]
 
 
+def _last_job_id() -> int:
+    """The newest job id Slurm knows (its accounting outlives a cluster restart on this machine)."""
+    return max((int(row["id"]) for row in _sacct()), default=0)
+
+
+def _jobs_after(job_id: int) -> list[dict[str, str]]:
+    """The jobs submitted after ``job_id`` (ids only grow; a job cancelled while pending has no
+    start time, so start times cannot tell an earlier run's jobs apart)."""
+    return [row for row in _sacct() if int(row["id"]) > job_id]
+
+
 def _running_jobs() -> list[str]:
     return _sh("squeue", "-h", "-t", "RUNNING", "-o", "%i").split()
 
@@ -119,12 +130,12 @@ def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: P
     sleep = sleep_per_step(segments=3, budget_s=60, steps=96)  # 6 epochs of 16 steps in 60 s jobs
     exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": sleep}, "length": 6}}
     workdir = workflow_copy(tmp_path / "wf", exp)
-    t0 = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")  # sacct prints local time
+    before = _last_job_id()
     out = _run_workflow(workdir, "policy=fixed:60s", "margin_s=5", "stop_signal=URG@1")
     assert out.returncode == 0, out.stderr[-4000:]
     statuses = _statuses(workdir, "a")
     assert len(statuses) >= 3
-    jobs = [row for row in _sacct() if row["start"] >= t0]
+    jobs = _jobs_after(before)
     assert len(jobs) >= 3 and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
     assert all(j["limit"] == "00:01:00" for j in jobs)
     for s in statuses[:-1]:
@@ -148,14 +159,14 @@ def test_two_task_chain_through_slurm(tmp_path: Path) -> None:
         }
     }
     workdir = workflow_copy(tmp_path / "wf", exp)
-    t0 = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+    before = _last_job_id()
     # the profile keeps launcher=srun (profiles/das5/settings.yaml); repeated here for the reader
     out = _run_workflow(workdir, "policy=fixed:60s", "margin_s=5", "stop_signal=URG@1", "launcher=srun")
     assert out.returncode == 0, out.stderr[-4000:]
     statuses = _statuses(workdir, "d")
     assert len(statuses) >= 2 and statuses[-1]["status"] == "done"
     assert all(s["deadline_source"] == "Slurm end time (squeue)" for s in statuses[:-1]), statuses
-    jobs = [row for row in _sacct() if row["start"] >= t0]
+    jobs = _jobs_after(before)
     assert len(jobs) == len(statuses) and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
     cpus = _sh("sacct", "-n", "-X", "-P", "-o", "AllocCPUS", "-j", ",".join(j["id"] for j in jobs)).split()
     assert all(int(c) >= 2 for c in cpus), cpus  # one CPU per rank at least

@@ -145,7 +145,16 @@ down() {
         scancel --user=root >/dev/null 2>&1 || true
     fi
     for d in slurmd slurmctld slurmdbd; do pkill -x "$d" 2>/dev/null || true; done
-    for _ in $(seq 1 40); do pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null || pgrep -x slurmdbd >/dev/null || break; sleep 0.25; done
+    # slurmd waits for the steps of a job being killed (KillWait): give it 30 s, then end it and
+    # its slurmstepd by force. A slurmd still shutting down would be taken for a running one by
+    # the next `up`, which then finds the node down.
+    for _ in $(seq 1 120); do
+        pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null || pgrep -x slurmdbd >/dev/null \
+            || pgrep -f '^slurmstepd' >/dev/null || break
+        sleep 0.25
+    done
+    for d in slurmd slurmctld slurmdbd; do pkill -KILL -x "$d" 2>/dev/null || true; done
+    pkill -KILL -f '^slurmstepd' 2>/dev/null || true
     pkill -x mariadbd 2>/dev/null || true
     pkill -x munged 2>/dev/null || true
     # wait for them to be gone: an `up` right after must not find a server that is shutting down
