@@ -144,10 +144,9 @@ def _user_objects(
     from torch.utils.data import DataLoader
 
     for name, value in options.items():
-        misplaced = (
-            (isinstance(value, Stateful) and name != "store")
-            or (name == "policy" and value is not None and not isinstance(value, Policy))
-            or (name == "env" and value is not None and not isinstance(value, Mapping))
+        # a policy network has state_dict(); a gym environment often has none, but is no mapping
+        misplaced = (isinstance(value, Stateful) and name != "store") or (
+            name == "env" and value is not None and not isinstance(value, Mapping)
         )
         if misplaced:
             raise BatcherError(
