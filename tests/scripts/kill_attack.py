@@ -22,6 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_full
 
+from batcher.errors import BatcherError, SlotTooShortError
+
 EPOCHS = 3
 # roughly how often each operation happens in one segment, to spread the kills over all of them
 CALLS_PER_SEGMENT = {"rename": 4, "fsync": 5, "unlink": 2, "save": 1, "log": 25}
@@ -40,6 +42,9 @@ def _fork(child: Callable[[], None]) -> int:
             child()
         except SystemExit as exc:
             code = int(exc.code or 0)
+        except BatcherError as exc:
+            traceback.print_exc()
+            code = exc.exit_code
         except BaseException:
             traceback.print_exc()
             code = 1
@@ -101,12 +106,16 @@ def reference(run: Path) -> None:
 def attack(run: Path, seed: int) -> dict[str, object]:
     """Run segments until done while killing them; return what happened."""
     rng = random.Random(seed)
-    kills = stops = 0
+    kills = stops = too_short = 0
     kinds: dict[str, int] = {}
+    # A segment's budget covers its restore, its steps and its save. Sized for this machine: when
+    # a segment could not take one step (SlotTooShortError, the library refusing to start a step
+    # it cannot save in time), the budgets grow by half, so a slower machine gets larger ones.
+    scale = 1.0
     for _ in range(400):
         plan = rng.random()
         # before the first save the library assumes a slow disk (1 s); give it room to measure one
-        budget = 0.5 if (run / "ckpt" / "manifest.json").exists() else 1.3
+        budget = scale * (0.5 if (run / "ckpt" / "manifest.json").exists() else 1.3)
         if plan < 0.45:  # at a file operation: rename, fsync, unlink, torch.save, metric write
             op = rng.choice(list(CALLS_PER_SEGMENT))
             at = rng.randint(1, CALLS_PER_SEGMENT[op])
@@ -123,6 +132,10 @@ def attack(run: Path, seed: int) -> dict[str, object]:
             kinds[op] = kinds.get(op, 0) + 1
             continue
         code = os.waitstatus_to_exitcode(status)
+        if code == SlotTooShortError.exit_code and too_short < 10:
+            too_short += 1
+            scale *= 1.5
+            continue
         if code != 0:
             log = (run.parent / "children.log").read_text()[-3000:]
             return {"error": f"segment failed with exit {code} after {kills} kills:\n{log}"}
@@ -133,7 +146,7 @@ def attack(run: Path, seed: int) -> dict[str, object]:
                 break
             # keep attacking from the start until 50 kills of every kind landed
             run.rename(run.with_name(run.name + f".done-{time.time_ns()}"))
-    return {"kills": kills, "stops": stops, "kinds": kinds}
+    return {"kills": kills, "stops": stops, "kinds": kinds, "budget_scale": scale}
 
 
 if __name__ == "__main__":
