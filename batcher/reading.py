@@ -22,7 +22,6 @@ from batcher.manifest import (
     CheckpointInfo,
     checkpoint_order,
     is_checkpoint_name,
-    new_checkpoint_name,
     read_manifest,
 )
 
@@ -69,17 +68,6 @@ class CheckpointReader:
             return sorted(names, key=checkpoint_order)
         except FileNotFoundError:
             return []
-
-    def _free_name(self, step: int, ext: str) -> str:
-        """The name of a new checkpoint of ``step``: ``step-<step>.<ext>``, or with ``.<n>``
-        before the extension when a checkpoint of that step exists (a save that added no step).
-
-        An unlisted file of that name (a save that crashed before its manifest) is replaced; without
-        a readable manifest every file is kept, as it may be the only good state left.
-        """
-        entries, _ = self._read_manifest()
-        taken = {e.file for e in entries} if entries is not None else set(self._files_on_disk())
-        return new_checkpoint_name(step, ext, taken)
 
     def verify(self, info: CheckpointInfo) -> str | None:
         """Return None when the file matches its entry, else what is wrong with it."""

@@ -45,6 +45,7 @@ from batcher.files import (
 )
 from batcher.manifest import (
     CheckpointInfo,
+    new_checkpoint_name,
     write_manifest,
 )
 from batcher.reading import REST, CheckpointReader, LoadedCheckpoint
@@ -143,6 +144,17 @@ class CheckpointStore(CheckpointReader):
                 size = os.fstat(reader.fileno()).st_size
             hexdigest = digest.result()
         return self._commit(name, step, segment, hexdigest, size, t0, previous, keep_note)
+
+    def _free_name(self, step: int, ext: str) -> str:
+        """The name of a new checkpoint of ``step``: ``step-<step>.<ext>``, or with ``.<n>``
+        before the extension when a checkpoint of that step exists (a save that added no step).
+
+        An unlisted file of that name (a save that crashed before its manifest) is replaced; without
+        a readable manifest every file is kept, as it may be the only good state left.
+        """
+        entries, _ = self._read_manifest()
+        taken = {e.file for e in entries} if entries is not None else set(self._files_on_disk())
+        return new_checkpoint_name(step, ext, taken)
 
     def _previous(self, step: int) -> tuple[list[CheckpointInfo], str]:
         previous, _ = self._read_manifest()
