@@ -37,7 +37,7 @@ from batcher.state import (
     save_values,
     state_bytes,
 )
-from batcher.stopping import DEADLINE, NO_STOP, DeadlineSeconds, StopDecision
+from batcher.stopping import DEADLINE, FAILED, NO_STOP, SAVE, DeadlineSeconds, StopDecision
 from batcher.store import CheckpointInfo, CheckpointStore
 
 __all__ = ["Segment", "SegmentStopped"]
@@ -46,7 +46,8 @@ T = TypeVar("T")
 
 
 class SegmentStopped(SystemExit):
-    """Raised to end the process after a clean save: exit status 0, the run is unfinished."""
+    """Raised to end the process after a clean save: exit status 0 (130 after Ctrl-C, as shells
+    expect), the run is unfinished."""
 
 
 class Segment:
@@ -89,6 +90,9 @@ class Segment:
         self._uses_iterate = self._uses_iterate_this_epoch = False
         self._last_ckpt: CheckpointInfo | None = None
         self._state_size: int | None = None
+        self._save_every = settings.save_every
+        self._last_save_at, self._last_save_step = self._started, 0
+        self._save_requested = False
 
     @property
     def deadline(self) -> DeadlineSeconds:
@@ -108,7 +112,8 @@ class Segment:
             self._metrics.resume(seq)
         self._metrics.seq = seq
         self._t_load = self._clock() - t0
-        self._last_boundary = self._last_progress = self._clock()
+        self._last_boundary = self._last_progress = self._last_save_at = self._clock()
+        self._last_save_step = self._pos.step
         for warning in [*self.deadline.warnings, *(gpu_warnings() if self._ranks.main else [])]:
             self._say(f"WARNING: {warning}")
         self._report.opened(
@@ -142,6 +147,7 @@ class Segment:
         if self._closed:
             return
         self._closed = True
+        self._saver.abandon()  # a background write still running finishes first
         self._metrics.close()
         self._signals.restore()
         self._store.wait_for_cleanup()  # old checkpoints go before another process may take the run
@@ -220,12 +226,17 @@ class Segment:
     def _check(self, *, next_kind: str, now: float | None = None) -> None:
         now = self._clock() if now is None else now
         verdict = self._stop_decision.check(now, next_kind, self._size)
-        agreed = self._ranks.agree_stop(verdict.code)
-        if agreed != NO_STOP:
+        code = max(verdict.code, self._background_code(now))
+        agreed = self._ranks.agree_stop(code)
+        if agreed == FAILED:
+            self._finish_background()  # raises the background save's SaveError on every rank
+        if agreed >= DEADLINE:
             reason = verdict.reason
-            if verdict.code == NO_STOP or agreed > verdict.code:
+            if verdict.code < DEADLINE or agreed > verdict.code:
                 reason = "deadline" if agreed == DEADLINE else "signal on another rank"
             self._stop(reason, step_s=verdict.step_s, save_s=verdict.save_s, now=now)
+        if agreed == SAVE:
+            self._save_in_background(now)
         if self.settings.progress_every_s and now - self._last_progress >= self.settings.progress_every_s:
             self._last_progress = now
             rate = (self._pos.step - self._start_step) / max(now - self._started, 1e-9)
@@ -233,7 +244,7 @@ class Segment:
             self._report.progress(self._pos, self._total, self._epoch_len, rate, left)
 
     def _stop(self, reason: str, *, step_s: float = 0.0, save_s: float = 0.0, now: float = 0.0) -> NoReturn:
-        if reason == "deadline" and not self._dirty:  # the same on every rank: all raise
+        if reason == "deadline" and self._pos.tick == self._start_tick:  # the same on every rank
             self._close()
             left = (self.deadline.at or now) - now
             raise self._report.too_short(
@@ -241,17 +252,18 @@ class Segment:
             )
         if self._dirty:
             self._save()
+        else:
+            self._finish_background()
         self._write_status("unfinished", reason)
         spare = None if self.deadline.at is None else self.deadline.at - self._clock()
         self._report.stopped(reason, self._pos, self._pos.step - self._start_step, spare, step_s, save_s)
         self._close()
         self._ranks.finish()
-        raise SegmentStopped(0)
+        raise SegmentStopped(130 if reason == "signal SIGINT" else 0)
 
     # -- saving ----------------------------------------------------------------------------------
-    def _save(self) -> CheckpointInfo:
-        t0 = self._clock()
-        state = TrainingState(  # gathering the RNG states is a collective: every rank takes part
+    def _training_state(self) -> TrainingState:
+        return TrainingState(  # gathering the RNG states is a collective: every rank takes part
             objects=save_objects(self._replicated),
             values=save_values(self.values),
             pos=Position(**self._pos.as_dict()),
@@ -264,11 +276,53 @@ class Segment:
             segment=self.index,
             done=self._finished_loop,
         )
-        info = self._saver.save(state.encode(), step=self._pos.step, segment=self.index)
+
+    def _save(self) -> CheckpointInfo:
+        """Save now and wait until the checkpoint is committed (a stop, or the end of the run)."""
+        self._finish_background()
+        t0 = self._clock()
+        info = self._saver.save(self._training_state().encode(), step=self._pos.step, segment=self.index)
         self._t_save += self._clock() - t0
-        self._stop_decision.saved(info.save_s, info.size)
-        self._state_size, self._last_ckpt, self._dirty = info.size, info, False
+        self._saved(info)
+        self._dirty = False
         return info
+
+    def _saved(self, info: CheckpointInfo) -> None:
+        self._stop_decision.saved(info.save_s, info.size)
+        self._state_size, self._last_ckpt = info.size, info
+
+    def _background_code(self, now: float) -> int:
+        """SAVE when a periodic or requested save is due, FAILED when the last one failed (rank 0
+        knows), else NO_STOP; reports a background save that finished."""
+        outcome = self._saver.poll()
+        if isinstance(outcome, BaseException):
+            return FAILED
+        if outcome is not None:
+            self._saved_in_background(outcome)
+        steps = self._pos.step - self._last_save_step
+        due = self._save_every.due(now=now, since=self._last_save_at, steps_since=steps)
+        return SAVE if (due or self._save_requested) and steps > 0 else NO_STOP
+
+    def _save_in_background(self, now: float) -> None:
+        """Copy the state to host memory and let a thread write it: training waits only for the copy
+        (and for the previous background save, if it is still being written)."""
+        self._finish_background()
+        t0 = self._clock()
+        self._saver.start(self._training_state().encode(), step=self._pos.step, segment=self.index)
+        self._t_save += self._clock() - t0
+        self._last_save_at, self._last_save_step = now, self._pos.step
+        self._save_requested = self._dirty = False
+
+    def _finish_background(self) -> None:
+        """Wait for a background save in flight (every rank); raise its failure as SaveError."""
+        info = self._saver.wait()
+        if info is not None and info is not self._last_ckpt:  # not seen by poll() yet
+            self._saved_in_background(info)
+
+    def _saved_in_background(self, info: CheckpointInfo) -> None:
+        self._saved(info)
+        if self._ranks.main:
+            self._report.saved_in_background(info, self._saver.last_stall_s)
 
     def _write_status(self, state: str, reason: str) -> None:
         if not self._ranks.main:
@@ -302,12 +356,28 @@ class Segment:
             raise NotFinishedError(
                 f"seg.done() called {where}; call it after the `for epoch in seg.range(n)` loop has run to its end"
             )
-        if self._dirty or self._last_ckpt is None or not self._done:
+        if self._dirty or not self._done:
             self._save()
+        else:
+            self._finish_background()
         self._done = True
         self._write_status("done", "finished")
         self._say(f"done: {self.experiment} finished at epoch {self._pos.epoch} (step {self._pos.step})")
         self._close()
+
+    def save(self) -> None:
+        """Save the training state where it is, in the background, while training goes on.
+
+        Inside ``seg.range(...)`` the checkpoint is taken at the end of the current step (the
+        next batch or epoch boundary): a checkpoint always holds a whole step, so that resuming
+        from it repeats nothing and skips nothing. Call it right after what the checkpoint must
+        hold (e.g. a validation that found the best model so far). Outside the loop it saves at
+        once. Under torch.distributed, every rank calls it.
+        """
+        if self._total is not None and not self._finished_loop:
+            self._save_requested = True
+        elif self._dirty or self._last_ckpt is None:
+            self._save()
 
     @property
     def epoch(self) -> int:

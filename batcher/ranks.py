@@ -15,7 +15,6 @@ import torch
 
 __all__ = ["Ranks"]
 
-NO_STOP, DEADLINE, SIGNAL = 0, 1, 2
 _SETTLE_S = 0.05
 
 
@@ -41,7 +40,7 @@ class Ranks:
         return torch.device("cpu")
 
     def agree_stop(self, code: int) -> int:
-        """Return the highest stop code of all ranks (NO_STOP, DEADLINE or SIGNAL)."""
+        """Return the highest code of all ranks (:mod:`batcher.stopping`'s codes; 0/1 for a yes/no)."""
         if not self.active:
             return code
         t = torch.tensor([code], dtype=torch.int32, device=self._device())

@@ -67,6 +67,12 @@ class Report:
             f"+{steps} this segment){spare}; run again to continue"
         )
 
+    def saved_in_background(self, info: CheckpointInfo, stall_s: float) -> None:
+        self.say(
+            f"saved {info.file} (step {info.step}) in the background: training paused {stall_s:.2f}s, "
+            f"written in {info.save_s:.2f}s"
+        )
+
     def too_short(
         self, step_s: float, save_s: float, margin_s: float, left: float, source: str
     ) -> SlotTooShortError:

@@ -5,10 +5,20 @@ through the store. FSDP: rank 0 opens a temporary folder, every rank writes its 
 with ``torch.distributed.checkpoint``, and only if every rank succeeded does rank 0 commit it
 (everything fsynced and hashed, renamed into place, listed in the manifest last). A failure on
 any rank becomes one :class:`SaveError` raised on all of them; the previous checkpoint stays.
+
+A save in the background (:meth:`CollectiveSave.start`) stalls training only while the state is
+copied to host memory (:class:`~batcher.snapshot.HostSnapshot`; under FSDP, DCP's stager); a
+thread then writes, hashes, fsyncs and commits it exactly as above. At most one is in flight:
+the next save waits for it. Its failure is kept until the loop asks (:meth:`CollectiveSave.poll`
+at a step boundary, :meth:`CollectiveSave.wait`), then raised on every rank as the same
+:class:`SaveError`. The writer thread is not a daemon: the interpreter waits for it at exit.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +27,7 @@ from batcher.files import remove_path
 from batcher.metrics import MetricLog
 from batcher.ranks import Ranks
 from batcher.sharded import ShardedState
+from batcher.snapshot import HostSnapshot
 from batcher.store import CheckpointInfo, CheckpointStore
 
 __all__ = ["CollectiveSave"]
@@ -29,6 +40,30 @@ class SaveFailed:
         self.message = message
 
 
+class _Flight:
+    """One write running on its own thread; its result or exception is kept for :meth:`join`."""
+
+    def __init__(self, work: Callable[[], CheckpointInfo | None], step: int) -> None:
+        self.step = step
+        self.result: CheckpointInfo | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(work,), name="batcher-checkpoint-writer")
+        self._thread.start()
+
+    def _run(self, work: Callable[[], CheckpointInfo | None]) -> None:
+        try:
+            self.result = work()
+        except BaseException as exc:  # kept for the training thread, which raises it
+            self.error = exc
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self) -> None:
+        self._thread.join()
+
+
 class CollectiveSave:
     """Saves a run's state under ``torch.distributed`` or in one process."""
 
@@ -39,10 +74,17 @@ class CollectiveSave:
         self._ranks = ranks
         self._sharded = sharded
         self._metrics = metrics
+        self._snapshot = HostSnapshot()
+        self._flight: _Flight | None = None  # this rank's write in flight
+        self._in_flight = False  # the same on every rank: a background save not yet waited for
+        self._reported = False  # rank 0: poll() already returned the outcome of the one in flight
+        self.last_stall_s = 0.0
 
     def save(self, state: dict[str, Any], *, step: int, segment: int) -> CheckpointInfo:
         """Commit ``state`` (an encoded :class:`~batcher.contents.TrainingState`) as the checkpoint
-        of ``step``; every rank calls it and gets rank 0's manifest entry, or raises SaveError."""
+        of ``step``; every rank calls it and gets rank 0's manifest entry, or raises SaveError.
+        Call :meth:`wait` first when a background save may be in flight."""
+        assert not self._in_flight, "wait() for the background save first"
         info: CheckpointInfo | SaveFailed | None = None
         if self._sharded is not None:
             info = self._save_sharded(state, step, segment)
@@ -101,3 +143,95 @@ class CollectiveSave:
             return self.store.commit_sharded(state, step=step, segment=segment)
         except BatcherError as exc:
             return SaveFailed(str(exc))
+
+    # -- in the background -----------------------------------------------------------------------
+    def start(self, state: dict[str, Any], *, step: int, segment: int) -> float:
+        """Copy ``state`` to host memory and commit it as the checkpoint of ``step`` on a thread;
+        every rank calls it. Returns the seconds training was held up. Call :meth:`wait` first."""
+        assert not self._in_flight, "wait() for the background save first"
+        t0 = time.perf_counter()
+        if self._sharded is not None:
+            self._start_sharded(state, step, segment)
+        elif self._ranks.main:
+            self._metrics.sync()  # the rows the checkpoint counts are on disk first
+            copied = self._snapshot.take(state)
+            self._flight = _Flight(lambda: self.store.save(copied, step=step, segment=segment), step)
+        self._in_flight, self._reported = True, False
+        self.last_stall_s = time.perf_counter() - t0
+        return self.last_stall_s
+
+    def _start_sharded(self, state: dict[str, Any], step: int, segment: int) -> None:
+        assert self._sharded is not None
+        tmp: Path | SaveFailed | None = None
+        if self._ranks.main:
+            try:
+                self._metrics.sync()
+                tmp = self.store.prepare_sharded(step)
+            except BatcherError as exc:
+                tmp = SaveFailed(str(exc))
+        tmp = self._ranks.from_main(tmp)
+        if isinstance(tmp, SaveFailed):
+            raise SaveError(tmp.message if self._ranks.main else f"rank 0 could not save: {tmp.message}")
+        assert tmp is not None
+        folder = tmp
+        future = self._sharded.save_async(folder)  # stages this rank's shards, writes them on a thread
+        if not self._ranks.main:
+            self._flight = _Flight(lambda: future.result() and None, step)
+            return
+        rest = self._snapshot.take(state)
+
+        def commit() -> CheckpointInfo:
+            try:
+                future.result()  # DCP raises on every rank when any rank failed to write
+            except Exception as exc:
+                remove_path(folder)
+                raise SaveError(
+                    f"writing the shards to {folder} failed ({type(exc).__name__}: {exc}); check free "
+                    f"space and permissions of {self.store.directory}. " + self.store.keep_note(step)
+                ) from exc
+            return self.store.commit_sharded(rest, step=step, segment=segment)
+
+        self._flight = _Flight(commit, step)
+
+    def poll(self) -> CheckpointInfo | BaseException | None:
+        """Rank 0, at a step boundary, without blocking: the background save's outcome (its manifest
+        entry or its error) the first time it is seen finished; else None."""
+        flight = self._flight
+        if flight is None or self._reported or flight.running or not self._ranks.main:
+            return None
+        self._reported = True
+        return flight.error if flight.error is not None else flight.result
+
+    @property
+    def busy(self) -> bool:
+        """A background save was started and not yet waited for (the same on every rank)."""
+        return self._in_flight
+
+    def wait(self) -> CheckpointInfo | None:
+        """Wait for the background save (every rank calls it); return its manifest entry, None when
+        none was in flight, or raise its failure as :class:`SaveError` on every rank."""
+        if not self._in_flight:
+            return None
+        flight, self._flight, self._in_flight = self._flight, None, False
+        outcome: CheckpointInfo | SaveFailed | None = None
+        if flight is not None:
+            flight.join()
+            if flight.error is not None:
+                error = flight.error
+                message = (
+                    str(error) if isinstance(error, BatcherError) else f"{type(error).__name__}: {error}"
+                )
+                outcome = SaveFailed(f"saving step {flight.step} in the background failed: {message}")
+            else:
+                outcome = flight.result
+        outcome = self._ranks.from_main(outcome if self._ranks.main else None)
+        if isinstance(outcome, SaveFailed):
+            raise SaveError(outcome.message if self._ranks.main else f"rank 0: {outcome.message}")
+        return outcome
+
+    def abandon(self) -> None:
+        """Let a write in flight finish, without collectives or errors (a segment ending by an error)."""
+        if self._flight is not None:
+            self._flight.join()
+        self._flight, self._in_flight = None, False
+        self._snapshot.release()

@@ -6,6 +6,7 @@ besides the deadline's sources (:mod:`batcher.deadline`).
     BATCHER_KEEP         checkpoints kept: 2                         BATCHER_PROGRESS_S 60
     BATCHER_SIGNALS      SIGTERM,SIGUSR1,SIGURG                      BATCHER_SEGMENT   segment number
     BATCHER_EXPERIMENT   a name for the logs                         BATCHER_STATUS_FILE
+    BATCHER_SAVE_EVERY   periodic saves: 30m (a duration, "500 steps" or "off")
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from batcher.errors import BatcherError
 from batcher.layout import RunLayout
+from batcher.periodic import DEFAULT_SAVE_EVERY, SaveEvery
 from batcher.signals import DEFAULT_STOP_SIGNALS, parse_signals
 from batcher.status import read_status
 
@@ -38,6 +40,7 @@ class Settings:
     keep: int
     signals: tuple[signal.Signals, ...]
     progress_every_s: float
+    save_every: SaveEvery
     experiment: str
     segment: int
     status_file: Path
@@ -52,6 +55,7 @@ def read_settings(
     signals: Iterable[str] | str | None = None,
     experiment: str | None = None,
     progress_every_s: float | None = None,
+    save_every: object = None,
     argv: Sequence[str] = (),
 ) -> Settings:
     """Resolve a segment's settings: arguments first, then ``env``, then the defaults.
@@ -79,6 +83,9 @@ def read_settings(
         progress_every_s=progress_every_s
         if progress_every_s is not None
         else _env_float(env, "BATCHER_PROGRESS_S", DEFAULT_PROGRESS_S),
+        save_every=SaveEvery.parse(save_every, what="save_every")
+        if save_every is not None
+        else SaveEvery.parse(env.get("BATCHER_SAVE_EVERY") or DEFAULT_SAVE_EVERY, what="BATCHER_SAVE_EVERY"),
         experiment=experiment or env.get("BATCHER_EXPERIMENT") or run.root.name,
         segment=index,
         status_file=Path(env["BATCHER_STATUS_FILE"]) if env.get("BATCHER_STATUS_FILE") else run.status(index),

@@ -10,6 +10,7 @@ beside the shards.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ class ShardedState:
         self.model_name = model_name
         self.model = model
         self.optimizers = dict(optimizers)
+        self._group: Any = None  # the process group of background saves
+        self._stager: Any = None  # keeps the host copies of the shards between background saves
 
     @classmethod
     def find(cls, objects: Mapping[str, Any]) -> ShardedState | None:
@@ -83,6 +86,43 @@ class ShardedState:
         from torch.distributed.checkpoint.state_dict_saver import save
 
         save(self.state(), checkpoint_id=str(folder))
+
+    def save_async(self, folder: Path) -> Future[Any]:
+        """Copy this rank's shards to host memory, then write them into ``folder`` on a thread
+        (a collective; every rank calls it). The returned future fails on every rank when any
+        rank's write failed.
+
+        The writes' own collectives run on a separate gloo group: on the training group they
+        would interleave with the training's collectives, which the main thread goes on issuing.
+        """
+        import torch.distributed as dist
+        from torch.distributed.checkpoint.staging import DefaultStager, StagingOptions
+        from torch.distributed.checkpoint.state_dict_saver import async_save
+
+        if self._group is None:
+            self._group = dist.new_group(backend="gloo")
+            cuda = torch.cuda.is_available()
+            # pinned host memory for GPU shards; CPU shards are copied too (never written while
+            # the next step changes them); staged synchronously, the buffers kept for the next save
+            self._stager = DefaultStager(
+                StagingOptions(
+                    use_pinned_memory=cuda,
+                    use_shared_memory=False,
+                    use_async_staging=False,
+                    use_non_blocking_copy=cuda,
+                )
+            )
+        future = async_save(
+            self.state(), checkpoint_id=str(folder), process_group=self._group, async_stager=self._stager
+        )
+        assert isinstance(future, Future)
+        return future
+
+    def close(self) -> None:
+        """Free the host copies of the last background save."""
+        if self._stager is not None:
+            self._stager.close()
+            self._stager = None
 
     def load(self, folder: Path) -> None:
         """Read this rank's shards from ``folder`` into the live model and optimizers (a collective)."""

@@ -6,6 +6,7 @@ half-written file (Lightning's SLURM connector, issue #21406); a flag cannot.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterable
@@ -38,14 +39,27 @@ def parse_signals(names: Iterable[str | int | signal.Signals] | str) -> tuple[si
 
 
 class StopSignals:
-    """Install handlers that set a flag; ``received`` names the first signal, or is None."""
+    """Install handlers that set a flag; ``received`` names the first signal, or is None.
 
-    def __init__(self, signals: Iterable[signal.Signals]) -> None:
+    Ctrl-C (SIGINT) is one of them while Python's own handler is in place: the first asks for a
+    save at the next step boundary and an exit, a second one raises ``KeyboardInterrupt`` at once
+    (a save being written then is discarded; the previous checkpoint stays good).
+    """
+
+    def __init__(self, signals: Iterable[signal.Signals], *, interrupt: bool = True) -> None:
         self._signals = tuple(signals)
+        self._interrupt = interrupt
         self._previous: dict[signal.Signals, Any] = {}
         self.received: str | None = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and self.received == "SIGINT":
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now
+        if signum == signal.SIGINT and self.received is None:  # os.write: safe inside a handler
+            os.write(
+                2,
+                b"[batcher] Ctrl-C: saving at the end of this step, then exiting (Ctrl-C again: stop now)\n",
+            )
         if self.received is None:
             self.received = signal.Signals(signum).name
 
@@ -56,6 +70,12 @@ class StopSignals:
         for sig in self._signals:
             if sig not in self._previous:
                 self._previous[sig] = signal.signal(sig, self._handle)
+        if (
+            self._interrupt
+            and signal.SIGINT not in self._previous
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler  # not the script's own
+        ):
+            self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def restore(self) -> None:

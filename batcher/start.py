@@ -35,6 +35,7 @@ _OPTIONS = {  # batcher.segment's own keywords, and what each is for (named in c
     "signals": "the stop signals",
     "experiment": "a name for the logs",
     "progress_every_s": "seconds between progress lines",
+    "save_every": "how often to save while training",
     "clock": "the clock",
     "env": "the environment to read settings from",
     "out": "where messages go",
@@ -55,6 +56,7 @@ def segment(
     signals: Iterable[str] | str | None = None,
     experiment: str | None = None,
     progress_every_s: float | None = None,
+    save_every: Any = None,
     clock: Callable[[], float] = time.time,
     env: Mapping[str, str] | None = None,
     out: IO[str] | None = None,
@@ -73,7 +75,9 @@ def segment(
 
     The deadline is the earliest of ``deadline``/``time_limit``, ``$BATCHER_DEADLINE``,
     ``$BATCHER_TIME_LIMIT``, the Slurm job's end time and the ``policy`` (or ``$BATCHER_POLICY``)
-    window; with none of them the loop runs to its end. ``margin_s`` (default 15, or
+    window; with none of them the loop runs to its end. ``save_every`` (default ``"30m"``, or
+    ``$BATCHER_SAVE_EVERY``; a duration, a number of steps, or ``"off"``) saves in the background
+    while training goes on, so that a crash loses at most that much. ``margin_s`` (default 15, or
     ``$BATCHER_MARGIN_S``) is kept free before the deadline. ``clock``, ``env``, ``out``,
     ``store`` and ``slurm_query`` (``(argv, timeout_s) -> stdout``) replace the real ones in tests.
     """
@@ -88,6 +92,7 @@ def segment(
         signals=signals,
         experiment=experiment,
         progress_every_s=progress_every_s,
+        save_every=save_every,
         argv=sys.argv,
     )
     if settings.by_hand:  # started by hand: one folder per script, whatever its arguments

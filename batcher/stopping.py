@@ -18,10 +18,11 @@ from batcher.signals import StopSignals
 from batcher.slurm import SlurmWarning
 from batcher.timing import DurationEstimator, SaveEstimator
 
-__all__ = ["DEADLINE", "NO_STOP", "SIGNAL", "StopDecision", "Verdict"]
+__all__ = ["DEADLINE", "FAILED", "NO_STOP", "SAVE", "SIGNAL", "StopDecision", "Verdict"]
 
-# stop codes, ordered: the ranks agree on the highest one any of them saw
-NO_STOP, DEADLINE, SIGNAL = 0, 1, 2
+# a boundary's codes, ordered: the ranks agree on the highest one any of them saw. SAVE: a
+# periodic or requested save, training goes on; FAILED: rank 0's background save failed
+NO_STOP, SAVE, DEADLINE, SIGNAL, FAILED = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from batcher.errors import ConfigError
+from batcher.errors import BatcherError, ConfigError
+from batcher.periodic import SaveEvery
 from batcher.policy import policy_to_spec
 from batcher.signals import DEFAULT_STOP_SIGNALS
 from batcher.slurm import parse_signal_spec
@@ -21,6 +22,7 @@ from batcher.workflow.experiments import Experiment
 __all__ = [
     "DEFAULT_STOP_SIGNAL",
     "job_minutes",
+    "save_every",
     "segment_command",
     "slurm_extra",
     "stop_signal",
@@ -60,6 +62,16 @@ def stop_signal(settings: Mapping[str, Any], minutes: int) -> str:
         ) from None
     batch = "B:" if spec.strip().startswith("B:") else ""  # to the batch shell, not the job steps
     return f"{batch}{name.removeprefix('SIG')}@{max(min(lead_s, minutes * 60 // 3), 1)}"
+
+
+def save_every(settings: Mapping[str, Any]) -> str:
+    """``BATCHER_SAVE_EVERY`` for the workflow setting ``save_every`` (checked here, at submission)."""
+    value = settings.get("save_every")
+    try:
+        parsed = SaveEvery.parse(value, what="save_every")
+    except BatcherError as exc:
+        raise ConfigError(f"config: {exc}") from None
+    return f"{parsed.steps} steps" if parsed.steps is not None else ("off" if parsed.off else str(value))
 
 
 def slurm_extra(exp: Experiment, settings: Mapping[str, Any], minutes: int) -> str:
@@ -117,6 +129,8 @@ def segment_command(
         env["BATCHER_KEEP"] = str(settings["keep"])
     if "margin_s" in settings:
         env["BATCHER_MARGIN_S"] = str(settings["margin_s"])
+    if "save_every" in settings:
+        env["BATCHER_SAVE_EVERY"] = save_every(settings)
     argv = [python, exp.script, *exp.command_args()]
     if uses_srun(exp, settings):
         argv = [
