@@ -85,6 +85,7 @@ def run_ranks(
     budget_s: float | None = None,
     per_rank_args: dict[int, list[str]] | None = None,
     world: int = 2,
+    save_every: str | None = None,
 ) -> list[subprocess.CompletedProcess[str]]:
     """Start all ranks of one segment and wait for them."""
     port = str(_free_port())
@@ -101,6 +102,8 @@ def run_ranks(
         )
         if budget_s is not None:
             env["TEST_BUDGET_S"] = str(budget_s)
+        if save_every is not None:
+            env["BATCHER_SAVE_EVERY"] = save_every
         argv = [sys.executable, "-c", _LAUNCH, str(TRAIN_DDP), *args, *(per_rank_args or {}).get(rank, [])]
         procs.append(
             subprocess.Popen(

@@ -92,6 +92,28 @@ def test_sigkill_of_one_rank_mid_save_keeps_the_last_checkpoint(
     assert losses(tmp_path / "whole") == losses(tmp_path / "run")
 
 
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_ranks_killed_between_periodic_saves_resume_bit_for_bit(tmp_path: Path, mode: str) -> None:
+    """No deadline, a background save every 5 steps, every rank SIGKILLed twice (a node failure):
+    once as step 20 begins, when the save of step 20 has just started on its thread (under FSDP
+    in DCP's writer), once at step 33. Each time the run resumes from the newest committed save,
+    losing at most the interval and the step in progress, and ends equal to an uninterrupted run."""
+    args = ["--epochs", "3", *(["--fsdp"] if mode == "fsdp" else [])]  # 3 epochs of 16 steps per rank
+    whole = run_ranks(tmp_path / "whole", args)
+    assert all(p.returncode == 0 for p in whole), [p.stderr[-2000:] for p in whole]
+    run = tmp_path / "run"
+    for kill_at in (20, 33):
+        killed = run_ranks(run, [*args, "--kill-at-step", str(kill_at)], save_every="5 steps")
+        assert -9 in [p.returncode for p in killed], [p.stderr[-2000:] for p in killed]
+        saved = batcher.load_checkpoint(run)["step"]
+        assert kill_at - 5 <= saved <= kill_at and saved % 5 == 0, (kill_at, saved)
+    rest = run_ranks(run, args, save_every="5 steps")
+    assert [p.returncode for p in rest] == [0, 0], [p.stderr[-2000:] for p in rest]
+    assert "resumed from checkpoint" in rest[0].stderr
+    same_final_state(tmp_path / "whole", run)
+    assert losses(tmp_path / "whole") == losses(run)
+
+
 def test_run_of_two_ranks_continues_on_one(tmp_path: Path) -> None:
     """DDP state is the same on every rank, so a run can move to fewer processes (with a warning)."""
     args = ["--epochs", "6", "--step-sleep", str(sleep_per_step(segments=2, budget_s=4.0, steps=96))]

@@ -9,6 +9,7 @@ row, whatever instant the kills fell on.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -53,6 +54,49 @@ def test_random_kills_lose_nothing(tmp_path: Path) -> None:
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["_seq"] for r in rows] == list(range(STEPS))
     assert [r["loss"] for r in rows] == losses
+
+
+def test_kills_of_a_run_saving_in_the_background_lose_at_most_one_interval(tmp_path: Path) -> None:
+    """No deadline, a background save every 4 steps, killed at least 25 times (at random instants
+    and at a torch.save, fsync or rename of a save, mostly on the writer thread) until it ends.
+
+    Each kill loses at most the interval, the step in progress and the steps trained while the
+    save being written was in flight (measured: the rows logged before the kill against the
+    newest committed checkpoint); every completed run equals the uninterrupted one."""
+    run, ref, report = tmp_path / "run", tmp_path / "reference", tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "scripts" / "kill_attack.py"),
+            str(run),
+            str(ref),
+            "2",
+            str(report),
+            "periodic",
+        ],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(report.read_text())
+    assert "error" not in result, result.get("error")
+    assert result["kills"] >= 25 and {"time", "save", "fsync", "rename"} <= set(result["kinds"]), result
+    in_flight = math.ceil(result["write_s"] / result["step_s"])  # steps a write can overlap
+    bound = result["save_every"] + 1 + in_flight
+    worst = max(k["lost"] for k in result["lost"])
+    assert worst <= bound, result["lost"]
+    assert worst > 0  # the kills did land mid-training
+    losses = [json.loads(x)["loss"] for x in (ref / "metrics.jsonl").read_text().splitlines()]
+    expected = batcher.load_checkpoint(ref)
+    for finished in [run, *tmp_path.glob("run.done-*")]:
+        final = batcher.load_checkpoint(finished)
+        assert final["done"]
+        _same(expected["objects"], final["objects"])
+        rows = [json.loads(x) for x in (finished / "metrics.jsonl").read_text().splitlines()]
+        assert [r["_seq"] for r in rows] == list(range(STEPS))
+        assert [r["loss"] for r in rows] == losses
 
 
 def _same(a: object, b: object) -> None:

@@ -1,8 +1,12 @@
-"""The kill attack of tests/test_reliability.py, run in a fresh process.
+"""The kill attacks of tests/test_reliability.py, run in a fresh process.
+
+``deadline``: segments with short deadlines, killed at random instants and file operations.
+``periodic``: a run with no deadline and periodic background saves, killed at random instants
+and during its background writes; each kill's lost training is measured.
 
 Children are forked from this process after it imported torch (so each segment starts in
 milliseconds), never from pytest's: a process that already ran torch ops has OpenMP threads, and
-a child forked from it can hang. Usage: kill_attack.py RUN_DIR REFERENCE_DIR SEED REPORT.json
+a child forked from it can hang. Usage: kill_attack.py RUN_DIR REFERENCE_DIR SEED REPORT.json [deadline|periodic]
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import train_full
 from batcher.errors import BatcherError, SlotTooShortError
 
 EPOCHS = 3
+SAVE_EVERY = 4  # steps, in the periodic attack
+PERIODIC_STEP_S = 0.05
 # roughly how often each operation happens in one segment, to spread the kills over all of them
 CALLS_PER_SEGMENT = {"rename": 4, "fsync": 5, "unlink": 2, "save": 1, "log": 25}
 KINDS = {*CALLS_PER_SEGMENT, "time"}
@@ -54,16 +60,21 @@ def _fork(child: Callable[[], None]) -> int:
     return pid
 
 
-def _segment(run_dir: Path, *, budget_s: float, kill_op: str | None, kill_at: int) -> Callable[[], None]:
+def _segment(
+    run_dir: Path, *, budget_s: float | None, kill_op: str | None, kill_at: int, step_sleep: float = 0.02
+) -> Callable[[], None]:
     def child() -> None:
         os.environ["BATCHER_RUN_DIR"] = str(run_dir)
-        os.environ["BATCHER_DEADLINE"] = f"@{time.time() + budget_s}"
+        if budget_s is not None:
+            os.environ["BATCHER_DEADLINE"] = f"@{time.time() + budget_s}"
+        else:
+            os.environ["BATCHER_SAVE_EVERY"] = f"{SAVE_EVERY} steps"
         os.environ["BATCHER_MARGIN_S"] = "0.05"
         os.environ["BATCHER_PROGRESS_S"] = "0"
         sys.stderr = open(run_dir.parent / "children.log", "a")
         if kill_op is not None:
             _arm(kill_op, kill_at)
-        train_full.train(epochs=EPOCHS, step_sleep=0.02)
+        train_full.train(epochs=EPOCHS, step_sleep=step_sleep)
 
     return child
 
@@ -149,7 +160,69 @@ def attack(run: Path, seed: int) -> dict[str, object]:
     return {"kills": kills, "stops": stops, "kinds": kinds, "budget_scale": scale}
 
 
+def _lost_steps(run: Path) -> tuple[int, int]:
+    """After a kill: (steps trained, step of the newest committed checkpoint). Every step logs a
+    row (flushed) before it ends, so the rows tell how far training got."""
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.endswith("}")]
+    trained = rows[-1]["step"] + 1 if rows else 0
+    manifest = run / "ckpt" / "manifest.json"
+    entries = json.loads(manifest.read_text())["checkpoints"] if manifest.exists() else []
+    return trained, max((e["step"] for e in entries), default=0)
+
+
+def periodic_attack(run: Path, seed: int) -> dict[str, object]:
+    """A run with no deadline saving every SAVE_EVERY steps in the background, killed again and
+    again (at random instants, and at a file operation of a save: mostly on the writer thread)
+    until it finishes; at least 25 kills. Each kill's loss is measured from the metric rows and the manifest."""
+    rng = random.Random(seed)
+    kills, stops = 0, 0
+    kinds: dict[str, int] = {}
+    lost: list[dict[str, object]] = []
+    for _ in range(400):
+        if rng.random() < 0.4:  # during a save: its torch.save, an fsync or a rename
+            op = rng.choice(["save", "fsync", "rename"])
+            pid = _fork(
+                _segment(
+                    run, budget_s=None, kill_op=op, kill_at=rng.randint(1, 8), step_sleep=PERIODIC_STEP_S
+                )
+            )
+        else:
+            op = "time"
+            pid = _fork(_segment(run, budget_s=None, kill_op=None, kill_at=0, step_sleep=PERIODIC_STEP_S))
+            time.sleep(rng.uniform(0.2, 2.0))
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+            kills += 1
+            kinds[op] = kinds.get(op, 0) + 1
+            if (run / "metrics.jsonl").exists():
+                trained, saved = _lost_steps(run)
+                lost.append({"kind": op, "trained": trained, "saved": saved, "lost": trained - saved})
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            log = (run.parent / "children.log").read_text()[-3000:]
+            return {"error": f"segment failed with exit {code} after {kills} kills:\n{log}"}
+        stops += 1
+        if kills >= 25 and {"time", "save", "fsync", "rename"} <= set(kinds):
+            break
+        run.rename(run.with_name(run.name + f".done-{time.time_ns()}"))  # again, from the start
+    manifest = json.loads((run / "ckpt" / "manifest.json").read_text())["checkpoints"]
+    return {
+        "kills": kills,
+        "stops": stops,
+        "kinds": kinds,
+        "lost": lost,
+        "save_every": SAVE_EVERY,
+        "step_s": PERIODIC_STEP_S,
+        "write_s": max(e["save_s"] for e in manifest),
+    }
+
+
 if __name__ == "__main__":
     run_dir, ref_dir, seed, report = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+    mode = sys.argv[5] if len(sys.argv) > 5 else "deadline"
     reference(ref_dir)
-    report.write_text(json.dumps(attack(run_dir, seed)))
+    report.write_text(
+        json.dumps(attack(run_dir, seed) if mode == "deadline" else periodic_attack(run_dir, seed))
+    )

@@ -29,6 +29,12 @@ p.add_argument(
     help="SIGKILL this rank during the first save: rank 0 after writing the temp file, before it is "
     "committed; another rank while it waits for rank 0 to finish writing",
 )
+p.add_argument(
+    "--kill-at-step",
+    type=int,
+    default=0,
+    help="SIGKILL this rank when step N begins (a background save of step N may have just started)",
+)
 p.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (fully_shard) instead of DDP")
 args = p.parse_args()
 
@@ -79,6 +85,8 @@ for epoch in seg.range(args.epochs):
     sampler.set_epoch(epoch)
     model.train()
     for xb, yb in seg.iterate(loader):
+        if args.kill_at_step and seg.step == args.kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
         opt.zero_grad()
         loss = loss_fn(model(xb), yb) * (1 + 1e-3 * torch.rand(()).item())  # per-rank RNG in use
         loss.backward()
