@@ -59,3 +59,14 @@ def _forget_benchmark_modules() -> Iterator[None]:
     yield
     for name in ("goodput", "checkpoint_io", "workflow_scaling"):
         sys.modules.pop(name, None)
+
+
+def test_background_save_measures_the_stall_and_the_slowdown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    background_save = _bench("background_save", monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    r = background_save.stall(1, reps=1)
+    assert r["sync_save_s"] > 0 and r["stall_s"] > 0 and r["background_write_s"] > 0
+    s = background_save.slowdown(0.5, 0.1, 1, width=64, depth=2)
+    assert s["saves"] >= 1 and s["seconds_never"] > 0 and s["slowdown_at_default"] >= 0
