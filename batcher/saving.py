@@ -235,3 +235,5 @@ class CollectiveSave:
             self._flight.join()
         self._flight, self._in_flight = None, False
         self._snapshot.release()
+        if self._sharded is not None:
+            self._sharded.close()

@@ -138,6 +138,13 @@ def test_bad_config_stops_snakemake_with_the_message(finished: Path, tmp_path: P
     assert "line 4: unknown key 'experiments.a.lenght'" in out.stdout + out.stderr
 
 
+def test_bad_save_every_stops_snakemake_before_any_job(finished: Path, tmp_path: Path) -> None:
+    workdir = _copy(finished, tmp_path)
+    out = snakemake(workdir, "-n", "--config", "save_every=sometimes", check=False)
+    assert out.returncode != 0
+    assert "save_every='sometimes' cannot be read" in out.stdout + out.stderr
+
+
 def test_report_has_curves_and_the_metrics_table(finished: Path) -> None:
     for exp in ("a", "b"):
         assert (finished / "results" / exp / "curves.png").read_bytes().startswith(b"\x89PNG")

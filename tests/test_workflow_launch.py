@@ -92,3 +92,21 @@ def test_srun_launcher_starts_one_task_per_rank_across_nodes() -> None:
 def test_nodes_without_srun_are_refused_with_the_way_out() -> None:
     with pytest.raises(ConfigError, match="asks for 2 nodes, but this profile runs on one machine"):
         uses_srun(_exp(nodes=2), {})
+
+
+@pytest.mark.parametrize(
+    ("value", "env"), [("10m", "10m"), (500, "500 steps"), ("200 steps", "200 steps"), ("off", "off")]
+)
+def test_save_every_reaches_the_job_as_the_library_reads_it(value: object, env: str) -> None:
+    from batcher.periodic import SaveEvery
+
+    cmd = _command(_exp(), {"save_every": value})
+    pairs = dict(item.split("=", 1) for item in shlex.split(cmd.partition(" exec ")[0]))
+    assert pairs["BATCHER_SAVE_EVERY"] == env
+    assert SaveEvery.parse(env, what="BATCHER_SAVE_EVERY") == SaveEvery.parse(value)
+    assert "BATCHER_SAVE_EVERY" not in _command(_exp(), {})  # the library's default then
+
+
+def test_a_bad_save_every_is_refused_at_submission() -> None:
+    with pytest.raises(ConfigError, match="save_every='sometimes' cannot be read"):
+        _command(_exp(), {"save_every": "sometimes"})

@@ -65,7 +65,8 @@ def stop_signal(settings: Mapping[str, Any], minutes: int) -> str:
 
 
 def save_every(settings: Mapping[str, Any]) -> str:
-    """``BATCHER_SAVE_EVERY`` for the workflow setting ``save_every`` (checked here, at submission)."""
+    """``BATCHER_SAVE_EVERY`` for the workflow setting ``save_every``; a bad value raises ConfigError
+    (when the workflow starts: workflow/rules/common.smk checks it first)."""
     value = settings.get("save_every")
     try:
         parsed = SaveEvery.parse(value, what="save_every")
