@@ -16,7 +16,6 @@ at a step boundary, :meth:`CollectiveSave.wait`), then raised on every rank as t
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from batcher.ranks import Ranks
 from batcher.sharded import ShardedState
 from batcher.snapshot import HostSnapshot
 from batcher.store import CheckpointInfo, CheckpointStore
+from batcher.threads import Background
 
 __all__ = ["CollectiveSave"]
 
@@ -38,30 +38,6 @@ class SaveFailed:
 
     def __init__(self, message: str) -> None:
         self.message = message
-
-
-class _Flight:
-    """One write running on its own thread; its result or exception is kept for :meth:`join`."""
-
-    def __init__(self, work: Callable[[], CheckpointInfo | None], step: int) -> None:
-        self.step = step
-        self.result: CheckpointInfo | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(work,), name="batcher-checkpoint-writer")
-        self._thread.start()
-
-    def _run(self, work: Callable[[], CheckpointInfo | None]) -> None:
-        try:
-            self.result = work()
-        except BaseException as exc:  # kept for the training thread, which raises it
-            self.error = exc
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def join(self) -> None:
-        self._thread.join()
 
 
 class CollectiveSave:
@@ -75,7 +51,8 @@ class CollectiveSave:
         self._sharded = sharded
         self._metrics = metrics
         self._snapshot = HostSnapshot()
-        self._flight: _Flight | None = None  # this rank's write in flight
+        self._flight: Background[CheckpointInfo | None] | None = None  # this rank's write in flight
+        self._flight_step = 0
         self._in_flight = False  # the same on every rank: a background save not yet waited for
         self._reported = False  # rank 0: poll() already returned the outcome of the one in flight
         self.last_stall_s = 0.0
@@ -155,7 +132,7 @@ class CollectiveSave:
         elif self._ranks.main:
             self._metrics.sync()  # the rows the checkpoint counts are on disk first
             copied = self._snapshot.take(state)
-            self._flight = _Flight(lambda: self.store.save(copied, step=step, segment=segment), step)
+            self._flight = self._writer(lambda: self.store.save(copied, step=step, segment=segment), step)
         self._in_flight, self._reported = True, False
         self.last_stall_s = time.perf_counter() - t0
         return self.last_stall_s
@@ -176,7 +153,7 @@ class CollectiveSave:
         folder = tmp
         future = self._sharded.save_async(folder)  # stages this rank's shards, writes them on a thread
         if not self._ranks.main:
-            self._flight = _Flight(lambda: future.result() and None, step)
+            self._flight = self._writer(lambda: future.result() and None, step)
             return
         rest = self._snapshot.take(state)
 
@@ -191,7 +168,13 @@ class CollectiveSave:
                 ) from exc
             return self.store.commit_sharded(rest, step=step, segment=segment)
 
-        self._flight = _Flight(commit, step)
+        self._flight = self._writer(commit, step)
+
+    def _writer(
+        self, work: Callable[[], CheckpointInfo | None], step: int
+    ) -> Background[CheckpointInfo | None]:
+        self._flight_step = step
+        return Background(work, name="batcher-checkpoint-writer")
 
     def poll(self) -> CheckpointInfo | BaseException | None:
         """Rank 0, at a step boundary, without blocking: the background save's outcome (its manifest
@@ -200,7 +183,7 @@ class CollectiveSave:
         if flight is None or self._reported or flight.running or not self._ranks.main:
             return None
         self._reported = True
-        return flight.error if flight.error is not None else flight.result
+        return flight.error if flight.error is not None else flight.result()
 
     @property
     def busy(self) -> bool:
@@ -221,9 +204,9 @@ class CollectiveSave:
                 message = (
                     str(error) if isinstance(error, BatcherError) else f"{type(error).__name__}: {error}"
                 )
-                outcome = SaveFailed(f"saving step {flight.step} in the background failed: {message}")
+                outcome = SaveFailed(f"saving step {self._flight_step} in the background failed: {message}")
             else:
-                outcome = flight.result
+                outcome = flight.result()
         outcome = self._ranks.from_main(outcome if self._ranks.main else None)
         if isinstance(outcome, SaveFailed):
             raise SaveError(outcome.message if self._ranks.main else f"rank 0: {outcome.message}")

@@ -17,7 +17,6 @@ import os
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from batcher.manifest import (
     write_manifest,
 )
 from batcher.reading import REST, CheckpointReader, LoadedCheckpoint
+from batcher.threads import Background
 
 __all__ = [
     "REST",
@@ -132,15 +132,17 @@ class CheckpointStore(CheckpointReader):
         # free page reporting) writing 1 GB into such memory took 1.5 s longer here.
         for old in previous:
             drop_cached(self.directory / old.file)
-        # (the pool exits first: its thread is done with the file before the file is closed)
-        with ExitStack() as files, ThreadPoolExecutor(1) as pool:
+        with ExitStack() as files:
             with atomic_path(path, fault=self._fault, keep_note=keep_note, what="checkpoint") as tmp:
                 _torch_save(state, tmp)
                 self._fault("checkpoint:written")
                 # Hash (reading the page cache) while the kernel writes the same file to disk.
                 # Opened here, not on the thread: atomic_path renames tmp as soon as it is fsynced.
                 reader = files.enter_context(open(tmp, "rb", buffering=0))
-                digest = pool.submit(stream_digest, reader, self.algorithm)
+                digest = Background(stream_digest, reader, self.algorithm, name="batcher-hash")
+                # joined before the file is closed, on every path: a thread still reading a closed
+                # descriptor would read from whatever file reuses its number next
+                files.callback(digest.join)
                 size = os.fstat(reader.fileno()).st_size
             hexdigest = digest.result()
         return self._commit(name, step, segment, hexdigest, size, t0, previous, keep_note)

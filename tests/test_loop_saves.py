@@ -191,3 +191,44 @@ def test_ctrl_c_saves_at_the_next_step_and_exits_130_a_second_one_aborts(
     seg._close()
     assert signal.getsignal(signal.SIGINT) is before
     assert _steps(tmp_path) == [4]  # nothing saved by an abort; the last checkpoint is intact
+
+
+_CRASH_WHILE_WRITING = """
+import sys, time, torch, batcher
+from batcher.store import CheckpointStore
+
+def slow(label):
+    if label == "checkpoint:before-fsync":
+        time.sleep(1.0)  # the crash below comes while this write is in flight
+
+run = sys.argv[1]
+model = torch.nn.Linear(3, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+seg = batcher.segment(run_dir=run, model=model, optimizer=opt, save_every=2,
+                      store=CheckpointStore(run + "/ckpt", fault=slow))
+for _ in seg.range(1):
+    for _ in seg.iterate(range(10)):
+        opt.step()
+        if seg.step == 2:  # the save of step 2 began at the boundary before this step
+            raise RuntimeError("the script crashed")
+"""
+
+
+def test_a_crash_while_a_background_write_is_in_flight_still_commits_it(tmp_path: Path) -> None:
+    """The writer is no daemon thread: the interpreter waits for it before the process ends."""
+    import subprocess
+    import sys
+
+    from conftest import python_env
+
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-c", _CRASH_WHILE_WRITING, str(run)],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "the script crashed" in done.stderr
+    assert _steps(tmp_path) == [2]
+    assert batcher.load_checkpoint(run)["step"] == 2

@@ -5,6 +5,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -225,3 +226,31 @@ def test_hash_thread_does_not_race_the_rename(tmp_path: Path, monkeypatch: pytes
     info = store.save(checkpoint_state(1), step=1, segment=0)
     monkeypatch.setattr(batcher.files, "new_hash", real)
     assert store.verify(info) is None
+
+
+def test_a_failed_save_leaves_no_hash_thread_reading_a_closed_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hash runs on a thread while the file is fsynced; a save failing meanwhile must join it
+    before closing the file. (A thread left reading a closed descriptor reads whatever file gets
+    its number next: the next verification of the previous checkpoint then saw a wrong digest.)"""
+    import threading
+    import time
+
+    import batcher.store
+
+    real = batcher.store.stream_digest
+
+    def slow_digest(f: Any, algorithm: str) -> str:
+        time.sleep(0.3)
+        return real(f, algorithm)
+
+    monkeypatch.setattr(batcher.store, "stream_digest", slow_digest)
+
+    def fault(label: str) -> None:
+        if label == "checkpoint:before-fsync":
+            raise OSError(errno.ENOSPC, "simulated")
+
+    with pytest.raises(SaveError):
+        CheckpointStore(tmp_path / "ckpt", fault=fault).save(checkpoint_state(1), step=1, segment=0)
+    assert not [t for t in threading.enumerate() if t.name == "batcher-hash"]
