@@ -20,9 +20,8 @@ from batcher.workflow.experiments import experiments_from
 
 def _load_experiments():
     try:
-        launch.save_every(
-            config
-        )  # a bad value is refused now, not at the first submission
+        # a bad save_every is refused now, not at the first submission
+        launch.save_every(config)
         return experiments_from(
             config,
             config_files=[Path(f) for f in workflow.configfiles],
