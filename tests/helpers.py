@@ -58,12 +58,12 @@ def run_segment(
 
 
 def run_chain(
-    script: Path, args: list[str], run_dir: Path, *, budget_s: float, max_segments: int = 40
+    script: Path, args: list[str], run_dir: Path, *, budget_s: float, max_segments: int = 40, **env: str
 ) -> list[dict[str, Any]]:
     """Run segments until one reports done; return every segment's status."""
     statuses = []
     for i in range(max_segments):
-        done = run_segment(script, args, run_dir, budget_s=budget_s)
+        done = run_segment(script, args, run_dir, budget_s=budget_s, **env)
         assert done.returncode == 0, done.stderr
         status = json.loads((run_dir / "status" / f"seg-{i:04d}.json").read_text())
         statuses.append(status)

@@ -26,8 +26,9 @@ def test_two_ranks_segmented_equals_uninterrupted(tmp_path: Path, mode: str) -> 
     assert all(p.returncode == 0 for p in whole), [p.stderr[-2000:] for p in whole]
     segments = 0
     for _ in range(30):
-        procs = run_ranks(tmp_path / "cut", args, budget_s=4.0)
+        procs = run_ranks(tmp_path / "cut", args, budget_s=4.0, save_every="7 steps")  # background saves too
         assert [p.returncode for p in procs] == [0, 0], [p.stderr[-2000:] for p in procs]
+        assert "in the background" in procs[0].stderr
         segments += 1
         status = json.loads(max((tmp_path / "cut" / "status").glob("seg-*.json")).read_text())
         if status["status"] == "done":
@@ -112,6 +113,17 @@ def test_two_ranks_killed_between_periodic_saves_resume_bit_for_bit(tmp_path: Pa
     assert "resumed from checkpoint" in rest[0].stderr
     same_final_state(tmp_path / "whole", run)
     assert losses(tmp_path / "whole") == losses(run)
+
+
+def test_a_failed_background_save_stops_every_rank_with_the_save_error(tmp_path: Path) -> None:
+    """Rank 0's second background save hits a full disk: both ranks stop at the same boundary with
+    SaveError (no rank left waiting in a collective), and the first periodic checkpoint is intact."""
+    args = ["--epochs", "2", "--full-disk-at-save", "2"]
+    procs = run_ranks(tmp_path / "run", args, save_every="4 steps")
+    assert [p.returncode for p in procs] == [1, 1], [p.stderr[-2000:] for p in procs]  # uncaught SaveError
+    assert "saving step 8 in the background failed" in procs[0].stderr and "disk is full" in procs[0].stderr
+    assert "rank 0: saving step 8 in the background failed" in procs[1].stderr
+    assert batcher.load_checkpoint(tmp_path / "run")["step"] == 4
 
 
 def test_run_of_two_ranks_continues_on_one(tmp_path: Path) -> None:

@@ -35,6 +35,12 @@ p.add_argument(
     default=0,
     help="SIGKILL this rank when step N begins (a background save of step N may have just started)",
 )
+p.add_argument(
+    "--full-disk-at-save",
+    type=int,
+    default=0,
+    help="rank 0's N-th checkpoint write (and every later one) fails as on a full disk",
+)
 p.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (fully_shard) instead of DDP")
 args = p.parse_args()
 
@@ -58,6 +64,20 @@ if args.kill_in_save:
         batcher.store.torch.save = save_then_die  # type: ignore[assignment]
     else:
         batcher.ranks.Ranks.from_main = _die  # type: ignore[assignment,method-assign]
+if args.full_disk_at_save and rank == 0:
+    import errno
+
+    import batcher.store
+
+    real_torch_save, writes = batcher.store._torch_save, [0]
+
+    def full_disk(state: object, tmp: object) -> None:
+        writes[0] += 1
+        if writes[0] >= args.full_disk_at_save:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_torch_save(state, tmp)  # type: ignore[arg-type]
+
+    batcher.store._torch_save = full_disk  # type: ignore[assignment]
 torch.manual_seed(0)
 torch.set_num_threads(1)
 g = torch.Generator().manual_seed(1)
