@@ -57,7 +57,7 @@ def test_random_kills_lose_nothing(tmp_path: Path) -> None:
 
 
 def test_kills_of_a_run_saving_in_the_background_lose_at_most_one_interval(tmp_path: Path) -> None:
-    """No deadline, a background save every 4 steps, killed at least 25 times (at random instants
+    """No deadline, a background save every 4 steps, killed at least 20 times (at random instants
     and at a torch.save, fsync or rename of a save, mostly on the writer thread) until it ends.
 
     Each kill loses at most the interval, the step in progress and the steps trained while the
@@ -82,7 +82,7 @@ def test_kills_of_a_run_saving_in_the_background_lose_at_most_one_interval(tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(report.read_text())
     assert "error" not in result, result.get("error")
-    assert result["kills"] >= 25 and {"time", "save", "fsync", "rename"} <= set(result["kinds"]), result
+    assert result["kills"] >= 20 and {"time", "save", "fsync", "rename"} <= set(result["kinds"]), result
     in_flight = math.ceil(result["write_s"] / result["step_s"])  # steps a write can overlap
     bound = result["save_every"] + 1 + in_flight
     worst = max(k["lost"] for k in result["lost"])

@@ -173,7 +173,7 @@ def _lost_steps(run: Path) -> tuple[int, int]:
 def periodic_attack(run: Path, seed: int) -> dict[str, object]:
     """A run with no deadline saving every SAVE_EVERY steps in the background, killed again and
     again (at random instants, and at a file operation of a save: mostly on the writer thread)
-    until it finishes; at least 25 kills. Each kill's loss is measured from the metric rows and the manifest."""
+    until it finishes; at least 20 kills. Each kill's loss is measured from the metric rows and the manifest."""
     rng = random.Random(seed)
     kills, stops = 0, 0
     kinds: dict[str, int] = {}
@@ -189,7 +189,7 @@ def periodic_attack(run: Path, seed: int) -> dict[str, object]:
         else:
             op = "time"
             pid = _fork(_segment(run, budget_s=None, kill_op=None, kill_at=0, step_sleep=PERIODIC_STEP_S))
-            time.sleep(rng.uniform(0.2, 2.0))
+            time.sleep(rng.uniform(0.2, 1.5))
             os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
@@ -204,7 +204,7 @@ def periodic_attack(run: Path, seed: int) -> dict[str, object]:
             log = (run.parent / "children.log").read_text()[-3000:]
             return {"error": f"segment failed with exit {code} after {kills} kills:\n{log}"}
         stops += 1
-        if kills >= 25 and {"time", "save", "fsync", "rename"} <= set(kinds):
+        if kills >= 20 and {"time", "save", "fsync", "rename"} <= set(kinds):
             break
         run.rename(run.with_name(run.name + f".done-{time.time_ns()}"))  # again, from the start
     manifest = json.loads((run / "ckpt" / "manifest.json").read_text())["checkpoints"]
