@@ -92,7 +92,7 @@ class Segment:
         self._state_size: int | None = None
         self._save_every = settings.save_every
         self._last_save_at, self._last_save_step = self._started, 0
-        self._save_requested = False
+        self._save_requested = self._prepared = False
 
     @property
     def deadline(self) -> DeadlineSeconds:
@@ -300,6 +300,10 @@ class Segment:
         if outcome is not None:
             self._saved_in_background(outcome)
         steps = self._pos.step - self._last_save_step
+        if steps and not self._prepared and not self._save_every.off:
+            # after a step, so that the optimizer's state exists: its buffers are allocated too
+            self._prepared = True
+            self._saver.prepare(save_objects(self._replicated))
         due = self._save_every.due(now=now, since=self._last_save_at, steps_since=steps)
         return SAVE if (due or self._save_requested) and steps > 0 else NO_STOP
 

@@ -176,6 +176,12 @@ class CollectiveSave:
         self._flight_step = step
         return Background(work, name="batcher-checkpoint-writer")
 
+    def prepare(self, objects: dict[str, Any]) -> None:
+        """Let the host buffers of the coming background saves be allocated on a thread (rank 0
+        of a replicated state; DCP's stager allocates its own under FSDP)."""
+        if self._sharded is None and self._ranks.main:
+            self._snapshot.prepare(objects)
+
     def poll(self) -> CheckpointInfo | BaseException | None:
         """Rank 0, at a step boundary, without blocking: the background save's outcome (its manifest
         entry or its error) the first time it is seen finished; else None."""

@@ -13,11 +13,25 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
+from batcher.threads import Background
+
 __all__ = ["HostSnapshot"]
+
+
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _tensors(v)
 
 
 class HostSnapshot:
@@ -37,6 +51,30 @@ class HostSnapshot:
     def __init__(self) -> None:
         self._buffers: dict[tuple[int, int, str], torch.UntypedStorage] = {}
         self._cuda = False
+        self._preparing: Background[dict[tuple[int, int, str], torch.UntypedStorage]] | None = None
+
+    def prepare(self, state: Any) -> None:
+        """Allocate, on a thread, the buffers that a :meth:`take` of ``state`` will copy into.
+
+        The first snapshot of a process otherwise pays for fresh memory while training waits
+        (1 GB: 2.0 s against 0.26 s here); filling the pages on a thread while training goes on
+        leaves it the copy alone.
+        """
+        wanted: dict[tuple[int, int, str], bool] = {}
+        for t in _tensors(state):
+            src = t.untyped_storage()
+            if src.nbytes() and t.device.type != "meta":
+                wanted[(src.data_ptr(), src.nbytes(), str(t.device))] = t.device.type == "cuda"
+
+        def allocate() -> dict[tuple[int, int, str], torch.UntypedStorage]:
+            out = {}
+            for key, pinned in wanted.items():
+                buf = torch.empty(key[1], dtype=torch.uint8, pin_memory=pinned)
+                buf.zero_()  # the pages are touched here, not during the first copy
+                out[key] = buf.untyped_storage()
+            return out
+
+        self._preparing = Background(allocate, name="batcher-snapshot-buffers")
 
     @property
     def nbytes(self) -> int:
@@ -45,6 +83,9 @@ class HostSnapshot:
 
     def take(self, state: Any) -> Any:
         """Return a copy of ``state`` that later in-place changes to its tensors do not reach."""
+        if self._preparing is not None:
+            self._buffers.update(self._preparing.result())
+            self._preparing = None
         self._cuda = False
         used: dict[tuple[int, int, str], torch.UntypedStorage] = {}
         out = self._copy(state, used)
@@ -54,6 +95,9 @@ class HostSnapshot:
         return out
 
     def release(self) -> None:
+        if self._preparing is not None:
+            self._preparing.join()
+            self._preparing = None
         self._buffers = {}
 
     def _copy(self, value: Any, used: dict[tuple[int, int, str], torch.UntypedStorage]) -> Any:

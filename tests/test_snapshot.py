@@ -58,3 +58,13 @@ def test_empty_tensors_and_other_dtypes() -> None:
     state = {"e": torch.empty(0), "i": torch.tensor([1, 2], dtype=torch.int64), "b": torch.tensor([True])}
     snap = HostSnapshot().take(state)
     assert snap["e"].numel() == 0 and snap["i"].dtype == torch.int64 and snap["b"].tolist() == [True]
+
+
+def test_prepared_buffers_take_the_values_of_the_moment_of_the_snapshot() -> None:
+    snapper = HostSnapshot()
+    w = torch.zeros(1000)
+    snapper.prepare({"w": w, "n": 1})
+    w.add_(5)  # training goes on between prepare and take
+    copied = snapper.take({"w": w, "n": 1})
+    w.add_(1)
+    assert copied["w"].eq(5).all() and snapper.nbytes == 4000
