@@ -300,12 +300,20 @@ class Segment:
         if outcome is not None:
             self._saved_in_background(outcome)
         steps = self._pos.step - self._last_save_step
-        if steps and not self._prepared and not self._save_every.off:
+        if steps and not self._prepared and self._periodic_save_possible():
             # after a step, so that the optimizer's state exists: its buffers are allocated too
             self._prepared = True
             self._saver.prepare(save_objects(self._replicated))
         due = self._save_every.due(now=now, since=self._last_save_at, steps_since=steps)
         return SAVE if (due or self._save_requested) and steps > 0 else NO_STOP
+
+    def _periodic_save_possible(self) -> bool:
+        """False when no periodic save can come before the deadline (a 14-minute job with the
+        30-minute default): then no host memory is set aside for one."""
+        every, end = self._save_every, self.deadline.at
+        if every.off:
+            return False
+        return every.seconds is None or end is None or self._last_save_at + every.seconds < end
 
     def _save_in_background(self, now: float) -> None:
         """Copy the state to host memory and let a thread write it: training waits only for the copy
@@ -380,7 +388,7 @@ class Segment:
         """
         if self._total is not None and not self._finished_loop:
             self._save_requested = True
-        elif self._dirty or self._last_ckpt is None:
+        else:
             self._save()
 
     @property

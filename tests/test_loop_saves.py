@@ -232,3 +232,18 @@ def test_a_crash_while_a_background_write_is_in_flight_still_commits_it(tmp_path
     assert done.returncode == 1 and "the script crashed" in done.stderr
     assert _steps(tmp_path) == [2]
     assert batcher.load_checkpoint(run)["step"] == 2
+
+
+@pytest.mark.parametrize(("limit", "prepared"), [("14m", 0), (None, 1), ("2h", 1)])
+def test_host_memory_is_set_aside_only_when_a_periodic_save_can_come(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, limit: str | None, prepared: int
+) -> None:
+    """With the 30-minute default a 14-minute job never saves periodically: it allocates nothing."""
+    from batcher.snapshot import HostSnapshot
+
+    calls: list[object] = []
+    monkeypatch.setattr(HostSnapshot, "prepare", lambda self, state: calls.append(state))
+    seg, model, opt, _ = _make(tmp_path, clock, **({"time_limit": limit} if limit else {}))
+    _train(seg, model, opt, clock, epochs=1, batches=5, step_s=1.0)
+    seg.done()
+    assert len(calls) == prepared
