@@ -40,6 +40,7 @@ class TrainingState:
     total: int | None = None
     metrics_seq: int = 0
     timing: dict[str, Any] = field(default_factory=dict)
+    loader_live: bool = False  # a DataLoader's persistent workers were running (see batcher.position)
     segment: int = 0
     done: bool = False
     sharded_dir: str | None = None  # set on load: the folder whose shards hold ``sharded``
@@ -66,6 +67,7 @@ class TrainingState:
             "total": self.total,
             "metrics_seq": self.metrics_seq,
             "timing": self.timing,
+            "loader_live": self.loader_live,
             "segment": self.segment,
             "done": self.done,
         }
@@ -88,6 +90,7 @@ class TrainingState:
             total=state.get("total"),
             metrics_seq=int(state.get("metrics_seq", 0)),
             timing=state.get("timing") or {},
+            loader_live=bool(state.get("loader_live", False)),
             segment=int(state.get("segment", 0)),
             done=bool(state.get("done")),
             sharded_dir=state.get("sharded_dir"),

@@ -22,7 +22,7 @@ from batcher.ending import at_script_end, finish_forgotten
 from batcher.errors import BatcherError, NotFinishedError
 from batcher.lock import RunLock
 from batcher.metrics import MetricLog
-from batcher.position import EpochReplay, Position, loader_length
+from batcher.position import EpochReplay, Position, loader_length, resume_notice
 from batcher.ranks import Ranks
 from batcher.report import Report
 from batcher.saving import CollectiveSave
@@ -129,7 +129,7 @@ class Segment:
         self._pos = saved.pos
         self._start_step, self._start_tick = self._pos.step, self._pos.tick
         self._pending_rng, epoch_rng = saved.rng_of(self._ranks.rank)
-        self._replay.resume_from(epoch_rng)
+        self._replay.resume_from(epoch_rng, loader_live=saved.loader_live)
         if len(saved.rng_by_rank) != self._ranks.world and self._ranks.main:
             self._say(
                 f"WARNING: this checkpoint was saved by {len(saved.rng_by_rank)} process(es) and resumes "
@@ -199,7 +199,12 @@ class Segment:
         self._uses_iterate = self._uses_iterate_this_epoch = True
         self_resuming = any(loader is obj for obj in self._stateful.values())
         self._epoch_len = loader_length(loader)
-        for item in self._replay.batches(loader, self._pos.batch, self_resuming=self_resuming):
+        skip, t0 = self._pos.batch, time.perf_counter()
+        batches = self._replay.batches(loader, skip, self_resuming=self_resuming)
+        notice = resume_notice(loader, skip, time.perf_counter() - t0, self_resuming=self_resuming)
+        if notice and self._ranks.main:
+            self._say(f"NOTE: {notice}")
+        for item in batches:
             yield item
             self._pos.batch += 1
             self._pos.step += 1
@@ -273,6 +278,7 @@ class Segment:
             total=self._total,
             metrics_seq=self._metrics.seq,
             timing=self._stop_decision.history(),
+            loader_live=self._replay.loader_live(mid_epoch=self._pos.batch > 0),
             segment=self.index,
             done=self._finished_loop,
         )
