@@ -70,3 +70,11 @@ def test_background_save_measures_the_stall_and_the_slowdown(
     assert r["sync_save_s"] > 0 and r["stall_s"] > 0 and r["background_write_s"] > 0
     s = background_save.slowdown(0.5, 0.1, 1, width=64, depth=2)
     assert s["saves"] >= 1 and s["seconds_never"] > 0 and s["slowdown_at_default"] >= 0
+
+
+def test_resume_skip_measures_fresh_and_resumed_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    resume_skip = _bench("resume_skip", monkeypatch, tmp_path)
+    r = resume_skip.plain(0, batches=10, fetch_s=0.0, reps=1)  # no workers: nothing forked from pytest
+    assert r["fresh"] > 0 and all(r[f"resume_{p}"] > 0 for p in (10, 50, 90))
