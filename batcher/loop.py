@@ -90,6 +90,7 @@ class Segment:
         self._uses_iterate = self._uses_iterate_this_epoch = False
         self._last_ckpt: CheckpointInfo | None = None
         self._state_size: int | None = None
+        self._timeline: dict[str, float] = {}
         self._save_every = settings.save_every
         self._last_save_at, self._last_save_step = self._started, 0
         self._save_requested = self._prepared = False
@@ -114,6 +115,7 @@ class Segment:
         self._t_load = self._clock() - t0
         self._last_boundary = self._last_progress = self._last_save_at = self._clock()
         self._last_save_step = self._pos.step
+        self._timeline = {"segment": self._started, "training": self._last_boundary}
         for warning in [*self.deadline.warnings, *(gpu_warnings() if self._ranks.main else [])]:
             self._say(f"WARNING: {warning}")
         self._report.opened(
@@ -291,6 +293,7 @@ class Segment:
         self._t_save += self._clock() - t0
         self._saved(info)
         self._dirty = False
+        self._timeline["saved"] = self._clock()
         return info
 
     def _saved(self, info: CheckpointInfo) -> None:
@@ -348,7 +351,7 @@ class Segment:
         times = (self._started, self._clock(), self._t_load, self._t_save)
         self._report.status(
             state == "done", reason, self._pos, self._start_step, self._total, self._epoch_len, times,
-            self.deadline, self._stop_decision.median_step(), self._last_ckpt,
+            self.deadline, self._stop_decision.median_step(), self._last_ckpt, self._timeline,
         )  # fmt: skip
 
     # -- user-facing extras ----------------------------------------------------------------------

@@ -152,7 +152,9 @@ class _SkipFirst:
         return len(self.inner)
 
 
-def skipping_iter(loader: Iterable[T], skip: int, *, sampler_rng: dict[str, Any] | None = None) -> Iterator[T]:
+def skipping_iter(
+    loader: Iterable[T], skip: int, *, sampler_rng: dict[str, Any] | None = None
+) -> Iterator[T]:
     """``iter(loader)`` with its first ``skip`` batches left out.
 
     A map-style ``DataLoader`` draws the skipped batches' indices from its sampler (the same

@@ -95,9 +95,10 @@ class Report:
         deadline: DeadlineSeconds,
         step_s_median: float | None,
         checkpoint: CheckpointInfo | None,
+        timeline: dict[str, float],
     ) -> None:
         """Write the segment's status file (last: the workflow reads it to go on). ``times``:
-        (started, now, seconds loading, seconds saving)."""
+        (started, now, seconds loading, seconds saving); ``timeline``: see :class:`SegmentStatus`."""
         started, now, load_s, save_s = times
         part = pos.epoch + (pos.batch / epoch_len if epoch_len else 0)
         wall = now - started
@@ -125,5 +126,10 @@ class Report:
             step_s_median=step_s_median,
             checkpoint=ref,
             run_dir=str(self._settings.run.root),
+            timeline={
+                **({"launched": self._settings.launched} if self._settings.launched else {}),
+                **timeline,
+                "status": now,
+            },
         )
         write_status(self._settings.status_file, status)

@@ -44,6 +44,7 @@ class Settings:
     experiment: str
     segment: int
     status_file: Path
+    launched: float | None = None  # BATCHER_LAUNCHED: when the job's shell started Python (unix s)
 
 
 def read_settings(
@@ -89,7 +90,15 @@ def read_settings(
         experiment=experiment or env.get("BATCHER_EXPERIMENT") or run.root.name,
         segment=index,
         status_file=Path(env["BATCHER_STATUS_FILE"]) if env.get("BATCHER_STATUS_FILE") else run.status(index),
+        launched=_launched(env.get("BATCHER_LAUNCHED")),
     )
+
+
+def _launched(raw: str | None) -> float | None:
+    try:
+        return float(raw) if raw else None
+    except ValueError:  # only for the timeline of the status file: never worth failing a job
+        return None
 
 
 def _env_float(env: Mapping[str, str], key: str, default: float) -> float:

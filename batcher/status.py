@@ -72,6 +72,9 @@ class SegmentStatus:
     step_s_median: float | None = None
     checkpoint: CheckpointRef | None = None
     run_dir: str = ""
+    # unix seconds: "launched" (the job's shell about to start Python, BATCHER_LAUNCHED), "segment"
+    # (batcher.segment() called), "training" (restored), "saved" (the last save's end), "status"
+    timeline: dict[str, float] = field(default_factory=dict)
 
     def is_final(self, length: int) -> bool:
         """The one definition of a finished chain: done, for at least ``length`` (the configured

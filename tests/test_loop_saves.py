@@ -61,6 +61,19 @@ def test_periodic_saves_by_time_go_through_the_store(tmp_path: Path, clock: Fake
     ].endswith("step-000000036.pt")
 
 
+def test_the_status_timeline_says_where_the_segment_time_went(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATCHER_LAUNCHED", str(clock.now - 4.0))  # the job's shell, before import torch
+    seg, model, opt, _ = _make(tmp_path, clock)
+    _train(seg, model, opt, clock, epochs=1, batches=3, step_s=2.0)
+    seg.done()
+    timeline = json.loads((tmp_path / "run" / "status" / "seg-0000.json").read_text())["timeline"]
+    assert list(timeline) == ["launched", "segment", "training", "saved", "status"]
+    assert timeline["segment"] - timeline["launched"] == 4.0
+    assert timeline["saved"] - timeline["training"] == 6.0 and timeline["status"] == timeline["saved"]
+
+
 def test_periodic_saves_by_steps_and_off(tmp_path: Path, clock: FakeClock) -> None:
     seg, model, opt, _ = _make(tmp_path, clock, save_every=4, keep=10)
     _train(seg, model, opt, clock, epochs=2, batches=5, step_s=1.0)

@@ -68,6 +68,7 @@ def test_plain_command_sets_the_in_job_environment() -> None:
     assert (
         pairs["BATCHER_KEEP"] == "3" and pairs["BATCHER_MARGIN_S"] == "5" and pairs["OMP_NUM_THREADS"] == "3"
     )
+    assert pairs["BATCHER_LAUNCHED"] == "$(date +%s.%N)"  # the shell's clock as Python starts
 
 
 def test_tasks_on_one_machine_run_under_torchrun() -> None:

@@ -154,4 +154,6 @@ def segment_command(
             f"--nproc-per-node={exp.tasks}",
             *argv[1:],
         ]
-    return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " exec " + shlex.join(argv)
+    # BATCHER_LAUNCHED: when the job's shell starts Python, for the status file's timeline
+    env_text = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    return f'{env_text} BATCHER_LAUNCHED="$(date +%s.%N)" exec ' + shlex.join(argv)
