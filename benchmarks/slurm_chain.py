@@ -109,6 +109,7 @@ def main() -> None:
                 "end": ts(j["end"]),
                 "train_s": st["seconds"]["train"],
                 "stop": st["stop_reason"],
+                "timeline": st.get("timeline", {}),
             }
         )
     gaps = [b["start"] - a["end"] for a, b in itertools.pairwise(rows)]
@@ -116,8 +117,26 @@ def main() -> None:
     startup = [r["train_start"] - r["start"] for r in rows]
     wall = rows[-1]["end"] - rows[0]["submit"]
     train = sum(r["train_s"] for r in rows)
+    # where a job's time goes outside training (sacct's start/end have 1 s resolution)
+    parts = {
+        "job start -> Python started (Snakemake's job step)": ("start", "launched"),
+        "Python started -> batcher.segment() (interpreter, import torch, script)": ("launched", "segment"),
+        "batcher.segment() -> training (lock, restore)": ("segment", "training"),
+        "last save end -> status written": ("saved", "status"),
+        "status written -> job end (exit, job step teardown)": ("status", "end"),
+    }
+    breakdown = {}
+    for name, (a_key, b_key) in parts.items():
+        values = []
+        for r in rows:
+            t = {**r["timeline"], "start": r["start"], "end": r["end"]}
+            if a_key in t and b_key in t:
+                values.append(t[b_key] - t[a_key])
+        if values:
+            breakdown[name] = statistics.median(values)
     result = {
         "executor": executor,
+        "breakdown_median_s": breakdown,
         "init_seconds": args.init_seconds,
         "segments": len(rows),
         "gap_median_s": statistics.median(gaps),
@@ -137,6 +156,8 @@ def main() -> None:
     )
     print(f"job start -> training start: median {result['job_start_to_training_median_s']:.1f}s")
     print(f"end-to-end goodput {result['goodput']:.3f} ({train:.0f}s training in {wall:.0f}s wall)")
+    for name, seconds in breakdown.items():
+        print(f"  {name}: median {seconds:.2f}s")
     OUT.mkdir(exist_ok=True)
     tag = args.tag or executor
     (OUT / f"slurm_chain_{tag}.json").write_text(json.dumps(result, indent=1) + "\n")
