@@ -81,14 +81,9 @@ class CollectiveSave:
         assert info is not None
         return info
 
-    def _save_sharded(
-        self, state: dict[str, Any], step: int, segment: int
-    ) -> CheckpointInfo | SaveFailed | None:
-        """Every rank writes its shards into rank 0's temporary folder; rank 0 commits it.
-
-        Returns rank 0's result (None on the other ranks; the caller broadcasts it).
-        """
-        assert self._sharded is not None
+    def _shard_folder(self, step: int) -> Path | SaveFailed:
+        """Rank 0 syncs the metric rows and makes the temporary folder of ``step``'s shards; every
+        rank gets the folder, or rank 0's error."""
         tmp: Path | SaveFailed | None = None
         if self._ranks.main:
             try:
@@ -97,9 +92,20 @@ class CollectiveSave:
             except BatcherError as exc:
                 tmp = SaveFailed(str(exc))
         tmp = self._ranks.from_main(tmp)
+        assert tmp is not None
+        return tmp
+
+    def _save_sharded(
+        self, state: dict[str, Any], step: int, segment: int
+    ) -> CheckpointInfo | SaveFailed | None:
+        """Every rank writes its shards into rank 0's temporary folder; rank 0 commits it.
+
+        Returns rank 0's result (None on the other ranks; the caller broadcasts it).
+        """
+        assert self._sharded is not None
+        tmp = self._shard_folder(step)
         if isinstance(tmp, SaveFailed):
             return tmp
-        assert tmp is not None
         problem = ""
         try:
             self._sharded.save(tmp)
@@ -139,17 +145,9 @@ class CollectiveSave:
 
     def _start_sharded(self, state: dict[str, Any], step: int, segment: int) -> None:
         assert self._sharded is not None
-        tmp: Path | SaveFailed | None = None
-        if self._ranks.main:
-            try:
-                self._metrics.sync()
-                tmp = self.store.prepare_sharded(step)
-            except BatcherError as exc:
-                tmp = SaveFailed(str(exc))
-        tmp = self._ranks.from_main(tmp)
+        tmp = self._shard_folder(step)
         if isinstance(tmp, SaveFailed):
             raise SaveError(tmp.message if self._ranks.main else f"rank 0 could not save: {tmp.message}")
-        assert tmp is not None
         folder = tmp
         future = self._sharded.save_async(folder)  # stages this rank's shards, writes them on a thread
         if not self._ranks.main:

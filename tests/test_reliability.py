@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from conftest import ROOT, python_env
@@ -27,23 +28,7 @@ KINDS = {"rename", "fsync", "unlink", "save", "log", "time"}
 def test_random_kills_lose_nothing(tmp_path: Path) -> None:
     seed = os.environ.get("TEST_KILL_SEED", "1")
     run, ref, report = tmp_path / "run", tmp_path / "reference", tmp_path / "report.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "scripts" / "kill_attack.py"),
-            str(run),
-            str(ref),
-            seed,
-            str(report),
-        ],
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(report.read_text())
-    assert "error" not in result, result.get("error")
+    result = _attack(run, ref, seed, report, "deadline")
     assert result["kills"] >= 50, result
     assert set(result["kinds"]) == KINDS, result
 
@@ -64,24 +49,7 @@ def test_kills_of_a_run_saving_in_the_background_lose_at_most_one_interval(tmp_p
     save being written was in flight (measured: the rows logged before the kill against the
     newest committed checkpoint); every completed run equals the uninterrupted one."""
     run, ref, report = tmp_path / "run", tmp_path / "reference", tmp_path / "report.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "scripts" / "kill_attack.py"),
-            str(run),
-            str(ref),
-            "2",
-            str(report),
-            "periodic",
-        ],
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(report.read_text())
-    assert "error" not in result, result.get("error")
+    result = _attack(run, ref, "2", report, "periodic")
     assert result["kills"] >= 20 and {"time", "save", "fsync", "rename"} <= set(result["kinds"]), result
     in_flight = math.ceil(result["write_s"] / result["step_s"])  # steps a write can overlap
     bound = result["save_every"] + 1 + in_flight
@@ -97,6 +65,22 @@ def test_kills_of_a_run_saving_in_the_background_lose_at_most_one_interval(tmp_p
         rows = [json.loads(x) for x in (finished / "metrics.jsonl").read_text().splitlines()]
         assert [r["_seq"] for r in rows] == list(range(STEPS))
         assert [r["loss"] for r in rows] == losses
+
+
+def _attack(run: Path, ref: Path, seed: str, report: Path, mode: str) -> dict[str, Any]:
+    """Run tests/scripts/kill_attack.py in a fresh interpreter; return its report."""
+    script = ROOT / "tests" / "scripts" / "kill_attack.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(run), str(ref), seed, str(report), mode],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(report.read_text())
+    assert "error" not in result, result.get("error")
+    return result
 
 
 def _same(a: object, b: object) -> None:
