@@ -38,6 +38,17 @@ def parse_signals(names: Iterable[str | int | signal.Signals] | str) -> tuple[si
     return tuple(out)
 
 
+def _beneath(handler: Any, sig: signal.Signals) -> Any:
+    """The handler to put back later in place of ``handler``: a segment that was never closed (an
+    exception in a notebook) left its own, so the one it replaced."""
+    owner = getattr(handler, "__self__", None)
+    if isinstance(owner, StopSignals):
+        return owner._previous.get(
+            sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        )
+    return handler
+
+
 class StopSignals:
     """Install handlers that set a flag; ``received`` names the first signal, or is None.
 
@@ -69,13 +80,20 @@ class StopSignals:
             return self
         for sig in self._signals:
             if sig not in self._previous:
-                self._previous[sig] = signal.signal(sig, self._handle)
+                self._previous[sig] = _beneath(signal.signal(sig, self._handle), sig)
+        current = signal.getsignal(signal.SIGINT)
         if (
             self._interrupt
             and signal.SIGINT not in self._previous
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler  # not the script's own
+            # Python's own (not the script's), or that of a segment never closed (a notebook)
+            and (
+                current is signal.default_int_handler
+                or isinstance(getattr(current, "__self__", None), StopSignals)
+            )
         ):
-            self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
+            self._previous[signal.SIGINT] = _beneath(
+                signal.signal(signal.SIGINT, self._handle), signal.SIGINT
+            )
         return self
 
     def restore(self) -> None:

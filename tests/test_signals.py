@@ -24,3 +24,22 @@ def test_a_signal_sets_the_flag_and_the_old_handler_returns() -> None:
     assert stops.received == "SIGUSR1"
     stops.restore()
     assert signal.getsignal(signal.SIGUSR1) == before
+
+
+def test_a_segment_never_closed_does_not_keep_ctrl_c_from_the_next() -> None:
+    """A notebook: a segment's loop died with an exception and its handlers stayed. The next
+    segment takes Ctrl-C over, and closing it gives Python's own handler back."""
+    import signal
+
+    from batcher.signals import StopSignals
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    stale = StopSignals([signal.SIGUSR1]).install()  # never restored
+    fresh = StopSignals([signal.SIGUSR1]).install()
+    try:
+        signal.raise_signal(signal.SIGINT)
+        assert fresh.received == "SIGINT" and stale.received is None
+    finally:
+        fresh.restore()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
