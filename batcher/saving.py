@@ -95,6 +95,14 @@ class CollectiveSave:
         assert tmp is not None
         return tmp
 
+    def _shards_failed(self, folder: Path, problem: str, step: int) -> str:
+        """Rank 0, after a shard write failed on some rank: remove the folder; the error message."""
+        remove_path(folder)
+        return (
+            f"{problem}; check free space and permissions of {self.store.directory}. "
+            + self.store.keep_note(step)
+        )
+
     def _save_sharded(
         self, state: dict[str, Any], step: int, segment: int
     ) -> CheckpointInfo | SaveFailed | None:
@@ -113,11 +121,8 @@ class CollectiveSave:
             problem = f"writing the shards to {tmp} failed ({type(exc).__name__}: {exc})"
         if self._ranks.agree_stop(1 if problem else 0):  # anyone failed: nobody commits
             if self._ranks.main:
-                remove_path(tmp)
                 return SaveFailed(
-                    (problem or "another rank could not write its shards")
-                    + f"; check free space and permissions of {self.store.directory}. "
-                    + self.store.keep_note(step)
+                    self._shards_failed(tmp, problem or "another rank could not write its shards", step)
                 )
             return None
         if not self._ranks.main:
@@ -159,11 +164,8 @@ class CollectiveSave:
             try:
                 future.result()  # DCP raises on every rank when any rank failed to write
             except Exception as exc:
-                remove_path(folder)
-                raise SaveError(
-                    f"writing the shards to {folder} failed ({type(exc).__name__}: {exc}); check free "
-                    f"space and permissions of {self.store.directory}. " + self.store.keep_note(step)
-                ) from exc
+                problem = f"writing the shards to {folder} failed ({type(exc).__name__}: {exc})"
+                raise SaveError(self._shards_failed(folder, problem, step)) from exc
             return self.store.commit_sharded(rest, step=step, segment=segment)
 
         self._flight = self._writer(commit, step)
