@@ -8,8 +8,17 @@ change: it waits ``--slurm-flat-init-seconds-before-status-checks`` between stat
 always. One status query covers all jobs of the run, so a 2 s cadence costs Slurm one squeue
 call every 2 s.
 
-It overrides one public hook of Snakemake's executor interface, ``RemoteExecutor.sleep()`` (the
-wait between status checks), and was checked against snakemake-executor-plugin-slurm 2.8.0 and
+A second change cuts one Snakemake start from every job. Upstream, the batch job runs Snakemake
+with the ``slurm-jobstep`` executor, which starts ``srun`` and, inside that step, Snakemake once
+more to run the rule (about 3 s per job on the test cluster, and a second parse of the Snakefile).
+Here the batch job runs the rule with Snakemake's ``local`` executor (what upstream's inner
+Snakemake runs), so the rule's shell command starts in the batch job itself. The workflow's
+segment rule starts its training under ``srun`` (batcher.workflow.launch.uses_srun), so the job's
+stop signal, which Slurm sends to job steps, still reaches it.
+
+It overrides two public hooks of Snakemake's executor interface, ``RemoteExecutor.sleep()`` (the
+wait between status checks) and ``RealExecutor.additional_general_args()`` (the executor the
+job runs), and was checked against snakemake-executor-plugin-slurm 2.8.0 and
 snakemake-interface-executor-plugins 9.4 (pyproject pins the plugin; tests/test_slurm_flat.py
 fails when the upstream classes change what this relies on).
 """
@@ -33,6 +42,11 @@ class Executor(_SlurmExecutor):  # type: ignore[misc]
     async def sleep(self) -> None:
         """Wait until the next status check: the flat interval, however long no job finished."""
         await asyncio.sleep(self.flat_interval())
+
+    def additional_general_args(self) -> str:
+        """The job's own Snakemake runs the rule directly (``local``), not through ``slurm-jobstep``'s
+        srun and second Snakemake."""
+        return "--executor local --jobs 1"
 
     def flat_interval(self) -> float:
         """``--slurm-flat-init-seconds-before-status-checks``, else 2 s."""

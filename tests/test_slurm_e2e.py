@@ -50,22 +50,15 @@ def cluster() -> None:
         )
 
 
-def _snakemake_argv(*config: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--profile",
-        "profiles/das5",
-        "--config",
-        *config,
-    ]
+def _snakemake_argv(*config: str, options: tuple[str, ...] = ()) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--profile", "profiles/das5", *options, "--config", *config]
 
 
-def _run_workflow(workdir: Path, *config: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        _snakemake_argv(*config), cwd=workdir, env=python_env(), capture_output=True, text=True, timeout=900
-    )
+def _run_workflow(
+    workdir: Path, *config: str, options: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    argv = _snakemake_argv(*config, options=options)
+    return subprocess.run(argv, cwd=workdir, env=python_env(), capture_output=True, text=True, timeout=900)
 
 
 def _sacct(job_ids: list[str] | None = None) -> list[dict[str, str]]:
@@ -131,13 +124,21 @@ def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: P
     exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": sleep}, "length": 6}}
     workdir = workflow_copy(tmp_path / "wf", exp)
     before = _last_job_id()
-    out = _run_workflow(workdir, "policy=fixed:60s", "margin_s=5", "stop_signal=URG@1")
+    keep_logs = ("--slurm-flat-keep-successful-logs",)
+    out = _run_workflow(workdir, "policy=fixed:60s", "margin_s=5", "stop_signal=URG@1", options=keep_logs)
     assert out.returncode == 0, out.stderr[-4000:]
     statuses = _statuses(workdir, "a")
     assert len(statuses) >= 3
     jobs = _jobs_after(before)
     assert len(jobs) >= 3 and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
     assert all(j["limit"] == "00:01:00" for j in jobs)
+    for job in jobs:
+        # slurm-flat: the job's one Snakemake runs the rule (no srun + second Snakemake), and the
+        # training is the job step that the stop signal reaches
+        (log,) = (workdir / ".snakemake" / "slurm_logs").rglob(f"{job['id']}.log")
+        assert log.read_text().count("Building DAG of jobs") == 1, log.read_text()[-3000:]
+        steps = _sh("sacct", "-n", "-P", "-j", job["id"], "-o", "JobID,JobName").split()
+        assert f"{job['id']}.0|python" in steps, steps
     for s in statuses[:-1]:
         # the library read the real end time from squeue and stopped with its margin to spare
         assert s["deadline_source"] == "Slurm end time (squeue)", s

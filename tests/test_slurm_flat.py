@@ -11,7 +11,9 @@ from types import SimpleNamespace
 
 from conftest import ROOT
 from snakemake_executor_plugin_slurm import Executor as SlurmExecutor
+from snakemake_interface_executor_plugins.executors.real import RealExecutor
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
 from snakemake_executor_plugin_slurm_flat import Executor
 
@@ -44,3 +46,12 @@ def test_sleep_waits_the_flat_interval_however_long_the_grown_one_is() -> None:
     assert time.monotonic() - t0 < 5
     unset = SimpleNamespace(workflow=SimpleNamespace(executor_settings=SimpleNamespace()))
     assert Executor.flat_interval(unset) == 2.0  # type: ignore[arg-type]
+
+
+def test_the_job_runs_the_rule_itself_with_the_local_executor() -> None:
+    """Upstream puts ``--executor slurm-jobstep`` (srun + a second Snakemake) into the job's command
+    through ``additional_general_args``; slurm-flat puts Snakemake's local executor there."""
+    assert "self.additional_general_args()" in inspect.getsource(RealExecutor.format_job_exec)
+    assert "--executor slurm-jobstep" in inspect.getsource(SlurmExecutor.additional_general_args)
+    assert Executor.additional_general_args(None) == "--executor local --jobs 1"  # type: ignore[arg-type]
+    assert "local" in ExecutorPluginRegistry().plugins

@@ -9,7 +9,15 @@ import pytest
 
 from batcher.errors import ConfigError
 from batcher.workflow.experiments import Experiment, load_experiments
-from batcher.workflow.launch import job_minutes, segment_command, slurm_extra, stop_signal, threads, uses_srun
+from batcher.workflow.launch import (
+    job_minutes,
+    segment_command,
+    slurm_extra,
+    srun_tasks,
+    stop_signal,
+    threads,
+    uses_srun,
+)
 
 
 def _exp(**resources: int) -> Experiment:
@@ -86,8 +94,19 @@ def test_srun_launcher_starts_one_task_per_rank_across_nodes() -> None:
     cmd = _command(exp, settings)
     assert "srun --nodes=2 --ntasks=4 --ntasks-per-node=2 --cpus-per-task=1 --kill-on-bad-exit=1" in cmd
     assert "RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS" in cmd and "LOCAL_WORLD_SIZE=2" in cmd
-    one = _exp()
-    assert not uses_srun(one, settings)  # a single rank needs no srun
+    assert srun_tasks(exp, settings)  # Slurm allocates the ranks as tasks
+
+
+def test_srun_launcher_runs_a_single_rank_in_a_step_of_its_own() -> None:
+    """The stop signal reaches job steps only: the training is one, with the job's CPUs, as a plain
+    one-task job (no tasks/mpi resources)."""
+    one, settings = _exp(cpus=3), {"launcher": "srun"}
+    assert uses_srun(one, settings) and not srun_tasks(one, settings) and threads(one, settings) == 3
+    argv = shlex.split(_command(one, settings).partition(" exec ")[2])
+    assert argv == [
+        "srun", "--nodes=1", "--ntasks=1", "--cpus-per-task=3", "--overlap",
+        "/venv/bin/python", "train.py", "--lr", "0.1", "--epochs", "3",
+    ]  # fmt: skip
 
 
 def test_nodes_without_srun_are_refused_with_the_way_out() -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "save_every",
     "segment_command",
     "slurm_extra",
+    "srun_tasks",
     "stop_signal",
     "threads",
     "uses_srun",
@@ -84,18 +85,28 @@ def slurm_extra(exp: Experiment, settings: Mapping[str, Any], minutes: int) -> s
 
 
 def uses_srun(exp: Experiment, settings: Mapping[str, Any]) -> bool:
-    """True when Slurm starts the ranks itself, one srun task each (``launcher=srun``, more than one rank).
+    """True when the segment runs as a Slurm job step of its own (``launcher=srun``): one srun task
+    per rank, or one task for a single rank.
 
-    Raises :class:`ConfigError` for more than one node on a profile without srun.
+    The step is what receives the job's stop signal (sbatch ``--signal`` without ``B:`` signals
+    job steps only), and profiles/das5's executor (slurm-flat) runs the rule's shell directly in
+    the batch job, without a job step of its own. Raises :class:`ConfigError` for more than one
+    node on a profile without srun.
     """
     if settings.get("launcher") == "srun":
-        return exp.ranks > 1
+        return True
     if exp.nodes > 1:
         raise ConfigError(
             f"experiment {exp.name!r} asks for {exp.nodes} nodes, but this profile runs on one "
             "machine; use a Slurm profile with launcher=srun (profiles/das5), or set nodes: 1"
         )
     return False
+
+
+def srun_tasks(exp: Experiment, settings: Mapping[str, Any]) -> bool:
+    """True when Slurm must allocate the ranks as tasks (Snakemake's ``nodes``/``tasks``/``mpi``
+    resources): srun starts more than one rank. A single rank is an ordinary one-task job."""
+    return uses_srun(exp, settings) and exp.ranks > 1
 
 
 def threads(exp: Experiment, settings: Mapping[str, Any]) -> int:
@@ -133,7 +144,7 @@ def segment_command(
     if "save_every" in settings:
         env["BATCHER_SAVE_EVERY"] = save_every(settings)
     argv = [python, exp.script, *exp.command_args()]
-    if uses_srun(exp, settings):
+    if srun_tasks(exp, settings):
         argv = [
             "srun",
             f"--nodes={exp.nodes}",
@@ -145,6 +156,10 @@ def segment_command(
             "-c",
             _RANK_ENV.format(tasks=exp.tasks) + shlex.join(argv),
         ]
+    elif uses_srun(exp, settings):  # one rank, in a step of its own (the stop signal reaches steps)
+        # --overlap: under the stock slurm executor this runs inside Snakemake's own step, which
+        # holds the job's CPUs; without it the step would wait for them forever
+        argv = ["srun", "--nodes=1", "--ntasks=1", f"--cpus-per-task={threads}", "--overlap", *argv]
     elif exp.tasks > 1:  # torchrun: one process per task on this node, RANK/WORLD_SIZE set for each
         argv = [
             python,

@@ -102,8 +102,8 @@ def slurm_extra(wildcards, attempt):
     return _checked(launch.slurm_extra, exp, config, minutes)
 
 
-def _srun(wildcards):
-    return _checked(launch.uses_srun, _experiment(wildcards), config)
+def _srun_tasks(wildcards):
+    return _checked(launch.srun_tasks, _experiment(wildcards), config)
 
 
 def segment_threads(wildcards):

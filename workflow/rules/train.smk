@@ -15,12 +15,12 @@ checkpoint segment:
     threads: segment_threads
     resources:
         nodes=lambda wildcards: (
-            _experiment(wildcards).nodes if _srun(wildcards) else None
+            _experiment(wildcards).nodes if _srun_tasks(wildcards) else None
         ),
         tasks=lambda wildcards: (
-            _experiment(wildcards).ranks if _srun(wildcards) else None
+            _experiment(wildcards).ranks if _srun_tasks(wildcards) else None
         ),
-        mpi=lambda wildcards: "srun" if _srun(wildcards) else None,
+        mpi=lambda wildcards: "srun" if _srun_tasks(wildcards) else None,
         runtime=runtime_minutes,
         mem_mb=lambda wildcards: _experiment(wildcards).mem_mb,
         gres=lambda wildcards: (
