@@ -12,19 +12,21 @@ import importlib
 import io
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from batcher.errors import BatcherError, SaveError
 
 __all__ = [
     "ALGORITHMS",
+    "PART_CHUNK",
     "atomic_path",
     "atomic_write_bytes",
     "checkpoint_digest",
     "checkpoint_size",
+    "chunk_digests",
     "default_algorithm",
     "drop_cached",
     "file_digest",
@@ -32,12 +34,16 @@ __all__ = [
     "fsync_dir",
     "fsync_path",
     "new_hash",
+    "part_digests",
+    "parts_digest",
     "remove_path",
     "stream_digest",
     "temp_path",
 ]
 
 _CHUNK = 8 << 20
+#: the piece size of a sharded checkpoint's per-piece digests (see :func:`part_digests`)
+PART_CHUNK = 16 << 20
 
 #: a test hook: called with a label at each point where a crash would leave a distinct state
 FaultHook = Callable[[str], None]
@@ -227,7 +233,39 @@ def checkpoint_digest(path: Path, algorithm: str) -> str:
     """A checkpoint file's digest; for a folder, the digest of each file's name and digest."""
     if not path.is_dir():
         return file_digest(path, algorithm)
+    return parts_digest(part_digests(path, algorithm), algorithm)
+
+
+def part_digests(folder: Path, algorithm: str, chunk: int = PART_CHUNK) -> dict[str, list[str]]:
+    """Each file of a sharded checkpoint folder: its name inside the folder, and the digests of
+    its consecutive ``chunk``-byte pieces (a rank that reads a few items of a file verifies just
+    the pieces holding them)."""
+    return {f.relative_to(folder).as_posix(): chunk_digests(f, algorithm, chunk) for f in files_of(folder)}
+
+
+def parts_digest(parts: Mapping[str, Sequence[str]], algorithm: str) -> str:
+    """A folder's digest from its pieces' digests (:func:`part_digests`). The list is committed
+    with the checkpoint, so each rank can check the pieces it reads against it."""
     h = new_hash(algorithm)
-    for f in files_of(path):
-        h.update(f"{f.relative_to(path).as_posix()}\0{file_digest(f, algorithm)}\n".encode())
+    for name in sorted(parts, key=lambda n: PurePosixPath(n).parts):  # the order of files_of
+        h.update(f"{name}\0{' '.join(parts[name])}\n".encode())
     return str(h.hexdigest())
+
+
+def chunk_digests(path: Path, algorithm: str, chunk: int, pieces: Collection[int] | None = None) -> list[str]:
+    """The digests of ``path``'s ``chunk``-byte pieces, all of them or (``pieces``) those numbered,
+    in increasing order; a piece past the file's end is missing from the list."""
+    out: list[str] = []
+    buf = bytearray(min(chunk, _CHUNK))
+    with open(path, "rb", buffering=0) as f, memoryview(buf) as view:
+        size = os.fstat(f.fileno()).st_size
+        for index in sorted(pieces) if pieces is not None else range(-(-size // chunk)):
+            if index * chunk >= size:
+                break
+            f.seek(index * chunk)
+            h, left = new_hash(algorithm), chunk
+            while left and (n := f.readinto(view[: min(left, len(buf))])):
+                h.update(view[:n])
+                left -= n
+            out.append(str(h.hexdigest()))
+    return out

@@ -70,8 +70,9 @@ class Segment:
         self.run_dir, self.experiment, self.index = settings.run.root, settings.experiment, settings.segment
         self._ranks = Ranks()
         self._stateful = {k: v for k, v in objects.items() if hasattr(v, "state_dict")}
-        # FSDP: the model and its optimizers are saved as shards by every rank, the rest by rank 0
-        self._sharded = ShardedState.find(self._stateful) if self._ranks.active else None
+        # FSDP: the model and its optimizers are saved as shards by every rank, the rest by rank 0;
+        # also on a world of one rank, so that a run can move between world sizes (DCP reshards)
+        self._sharded = ShardedState.find(self._stateful)
         sharded = self._sharded.names if self._sharded else set()
         self._replicated = {k: v for k, v in self._stateful.items() if k not in sharded}
         self._stop_decision, self._signals = stop, stop.signals
@@ -107,7 +108,8 @@ class Segment:
             self._lock.acquire()
         self._signals.install()
         t0 = self._clock()
-        loaded = self._store.load_latest(apply=self._restore)
+        scope = self._sharded.files_read if self._sharded is not None else None
+        loaded = self._store.load_latest(apply=self._restore, scope=scope, agree=self._ranks.all_good)
         for problem in loaded.problems if loaded else []:
             self._say(f"WARNING: {problem}")
         seq = self._metrics_seq if loaded else 0
@@ -134,12 +136,18 @@ class Segment:
         self._start_step, self._start_tick = self._pos.step, self._pos.tick
         self._pending_rng, epoch_rng = saved.rng_of(self._ranks.rank)
         self._replay.resume_from(epoch_rng, loader_live=saved.loader_live)
-        if len(saved.rng_by_rank) != self._ranks.world and self._ranks.main:
-            self._say(
-                f"WARNING: this checkpoint was saved by {len(saved.rng_by_rank)} process(es) and resumes "
-                f"on {self._ranks.world}: training continues, but the data order from here on (and a "
-                "sampler's split of the current epoch) differs from a run on one rank count"
-            )
+        saved_world = len(saved.rng_by_rank)
+        if saved_world != self._ranks.world:
+            # the epoch's first batch x saved_world batches (of its one shuffled order, which a
+            # DistributedSampler splits among the ranks) are done: as many per rank on this world
+            # size are skipped (rounded down: a few samples may be seen twice, none is left out)
+            self._pos.batch = self._pos.batch * saved_world // self._ranks.world
+            if self._ranks.main:
+                self._say(
+                    f"WARNING: this checkpoint was saved by {saved_world} process(es) and resumes "
+                    f"on {self._ranks.world}: training continues, but the data order from here on (and "
+                    "a sampler's split of the current epoch) differs from a run on one rank count"
+                )
         self._metrics_seq = saved.metrics_seq
         measured = [(e.save_s, e.size) for e in self._store.entries() if e.save_s]
         self._stop_decision.restore(saved.timing, measured)

@@ -2,7 +2,12 @@
 of a run are good, in the order they were made. Its owner; the store writes it last, so a
 checkpoint exists only once the manifest names it.
 
-    {"format": 1, "checkpoints": [{file, step, segment, digest, algorithm, size, created, save_s}]}
+    {"format": 1, "checkpoints": [{file, step, segment, digest, algorithm, size, created, save_s,
+                                   parts, chunk}]}
+
+``parts`` (sharded folders only; absent in manifests written before it) maps each file of the
+folder to the digests of its ``chunk``-byte pieces, and ``digest`` is computed from that list
+(:func:`batcher.files.parts_digest`), so each rank verifies just the pieces it reads.
 
 A checkpoint is ``step-<step>.pt`` (a file) or ``step-<step>.dcp`` (a folder of FSDP shards),
 named by the loop's step; a later save that added no step gets ``step-<step>.<n>.pt``.
@@ -12,7 +17,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from batcher.files import FaultHook, _atomic_file, _no_fault
@@ -45,6 +51,8 @@ class CheckpointInfo:
     created: float
     save_s: float = 0.0
     algorithm: str = "sha256"
+    parts: Mapping[str, list[str]] | None = field(default=None, hash=False)
+    chunk: int = 0
 
 
 def is_checkpoint_name(name: str) -> bool:
@@ -89,7 +97,8 @@ def write_manifest(
     directory: Path, entries: list[CheckpointInfo], *, keep_note: str, fault: FaultHook = _no_fault
 ) -> None:
     """Replace the manifest atomically (temp file, fsync, rename, fsync folder) with ``entries``."""
-    doc = {"format": FORMAT, "checkpoints": [asdict(e) for e in entries]}
+    rows = [{k: v for k, v in asdict(e).items() if k not in ("parts", "chunk") or v} for e in entries]
+    doc = {"format": FORMAT, "checkpoints": rows}
     data = (json.dumps(doc, indent=1) + "\n").encode()
     with _atomic_file(directory / MANIFEST, fault, keep_note, "manifest") as f:
         f.write(data)

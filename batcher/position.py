@@ -174,8 +174,9 @@ def skipping_iter(
         if sampler_iter is not None and hasattr(it, "_num_yielded"):
             # drawn now, while the epoch's starting RNG state is in place (the caller puts the
             # current one back next); a single-process loader draws nothing else
-            for _ in range(skip):
-                next(sampler_iter)
+            for _ in range(skip):  # a skip past the end (another world size) ends the epoch
+                if next(sampler_iter, _END) is _END:
+                    break
             it._num_yielded += skip
             return it
     elif map_style:
@@ -197,7 +198,8 @@ def skipping_iter(
     else:
         it = iter(loader)
     for _ in range(skip):
-        next(it)
+        if next(it, _END) is _END:
+            break
     return it
 
 

@@ -47,6 +47,10 @@ class Ranks:
         self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX)
         return int(t.item())
 
+    def all_good(self, ok: bool) -> bool:
+        """True when ``ok`` is True on every rank (a collective)."""
+        return self.agree_stop(0 if ok else 1) == 0
+
     def gather(self, obj: Any) -> list[Any]:
         """Return every rank's ``obj``, in rank order (just ``[obj]`` for one process)."""
         if not self.active:

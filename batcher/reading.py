@@ -7,7 +7,7 @@ reported and the previous good one used; nothing is deleted when none is good.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +16,14 @@ from typing import Any
 import torch
 
 from batcher.errors import BatcherError, NoUsableCheckpointError
-from batcher.files import checkpoint_digest, checkpoint_size
+from batcher.files import (
+    checkpoint_digest,
+    checkpoint_size,
+    chunk_digests,
+    files_of,
+    part_digests,
+    parts_digest,
+)
 from batcher.manifest import (
     MANIFEST,
     CheckpointInfo,
@@ -25,12 +32,18 @@ from batcher.manifest import (
     read_manifest,
 )
 
-__all__ = ["REST", "Apply", "CheckpointReader", "LoadedCheckpoint"]
+__all__ = ["REST", "Agree", "Apply", "CheckpointReader", "LoadedCheckpoint", "Scope"]
 
 REST = "rest.pt"  # in a sharded checkpoint folder: everything but the sharded objects
+_OTHER_RANK = "another rank found it damaged (see that rank's warning)"
 
 #: puts a loaded state into the live objects (see :meth:`CheckpointStore.load_latest`)
 Apply = Callable[[dict[str, Any], "CheckpointInfo"], None]
+#: what this process reads of a sharded checkpoint folder: file name (inside the folder) -> the
+#: (offset, length) byte ranges read, or None for the whole file
+Scope = Callable[[Path], Mapping[str, Collection[tuple[int, int]] | None]]
+#: every process's verdict on a checkpoint: True when all found it good (a collective)
+Agree = Callable[[bool], bool]
 
 
 @dataclass
@@ -71,16 +84,7 @@ class CheckpointReader:
 
     def verify(self, info: CheckpointInfo) -> str | None:
         """Return None when the file matches its entry, else what is wrong with it."""
-        path = self.directory / info.file
-        bad = self._check_size(info)
-        if bad:
-            return bad
-        digest = checkpoint_digest(path, info.algorithm)
-        if digest != info.digest:
-            return (
-                f"{path} fails its {info.algorithm} check (file {digest[:12]}…, manifest {info.digest[:12]}…)"
-            )
-        return None
+        return self._check_size(info) or self._hash_problem(info, None)
 
     def _load_file(self, path: Path) -> dict[str, Any]:
         sharded = path.is_dir()
@@ -91,7 +95,9 @@ class CheckpointReader:
             state["sharded_dir"] = str(path)  # the shards are read by torch.distributed.checkpoint
         return state
 
-    def load_latest(self, apply: Apply | None = None) -> LoadedCheckpoint | None:
+    def load_latest(
+        self, apply: Apply | None = None, *, scope: Scope | None = None, agree: Agree | None = None
+    ) -> LoadedCheckpoint | None:
         """Return the newest checkpoint that passes its checks, None when the run has none.
 
         A damaged newer checkpoint is skipped and reported in ``problems``; when checkpoints
@@ -101,6 +107,11 @@ class CheckpointReader:
         hash is computed on another thread (the two passes overlap). A checkpoint that then
         fails its hash is reported and the next older one is applied over it; an error that
         ``apply`` raises for a verified file (a real mismatch) propagates.
+
+        Under torch.distributed, every rank calls this. ``scope(folder)`` names the files of a
+        sharded folder that this rank reads: only those (and the folder's file list) are hashed
+        here, the other ranks hash theirs. ``agree(ok)`` combines the ranks' verdicts, so a
+        checkpoint that is damaged for any rank is skipped by all of them, together.
         """
         entries, problem = self._read_manifest()
         problems: list[str] = [problem] if problem else []
@@ -123,15 +134,17 @@ class CheckpointReader:
             verified = False
         elif not entries:
             return None
+        everyone = agree or (lambda ok: ok)
         for info in reversed(entries):
             path = self.directory / info.file
             bad = self._check_size(info) if verified else None
-            if bad:
-                problems.append(f"skipping checkpoint step {info.step}: {bad}")
+            if not everyone(bad is None):  # before apply: its collectives need every rank
+                problems.append(f"skipping checkpoint step {info.step}: {bad or _OTHER_RANK}")
                 self._bad.add(info.file)
                 continue
+            reads = scope(path) if scope is not None and verified and info.parts is not None else None
             with ThreadPoolExecutor(1) as pool:
-                digest = pool.submit(checkpoint_digest, path, info.algorithm) if verified else None
+                checked = pool.submit(self._hash_problem, info, reads) if verified else None
                 error: BaseException | None = None
                 try:
                     state = self._load_file(path)
@@ -139,23 +152,62 @@ class CheckpointReader:
                         apply(state, info)
                 except Exception as exc:  # torch raises many types for a damaged or hostile file
                     error = exc
-                if digest is not None and digest.result() != info.digest:
-                    problems.append(
-                        f"skipping checkpoint step {info.step}: {path} fails its {info.algorithm} check "
-                        f"(file {digest.result()[:12]}…, manifest {info.digest[:12]}…)"
-                    )
-                    self._bad.add(info.file)
-                    continue
-            if isinstance(error, BatcherError):
-                raise error  # the file is sound; it does not fit the objects
-            if error is not None:
-                problems.append(
-                    f"skipping checkpoint {path}: cannot load it ({type(error).__name__}: {error})"
-                )
+                bad = checked.result() if checked is not None else None
+            if bad is None and error is not None and not isinstance(error, BatcherError):
+                bad = f"{path}: cannot load it ({type(error).__name__}: {error})"
+            if not everyone(bad is None):
+                problems.append(f"skipping checkpoint step {info.step}: {bad or _OTHER_RANK}")
                 self._bad.add(info.file)
                 continue
+            if error is not None:
+                raise error  # a BatcherError: the file is sound; it does not fit the objects
             return LoadedCheckpoint(state, info, problems)
         raise NoUsableCheckpointError(self._none_good_message(problems))
+
+    def _hash_problem(
+        self, info: CheckpointInfo, reads: Mapping[str, Collection[tuple[int, int]] | None] | None
+    ) -> str | None:
+        """What is wrong with the checkpoint's contents, None when its hashes match: the whole
+        file or folder, or (``reads`` given, see :data:`Scope`) the folder's piece list and just
+        the pieces holding what this process reads."""
+        path, algorithm = self.directory / info.file, info.algorithm
+        if info.parts is None:
+            digest = checkpoint_digest(path, algorithm)
+        elif reads is None:
+            digest = parts_digest(part_digests(path, algorithm, info.chunk), algorithm)
+        else:
+            return self._pieces_problem(info, reads)
+        if digest == info.digest:
+            return None
+        return f"{path} fails its {algorithm} check (file {digest[:12]}…, manifest {info.digest[:12]}…)"
+
+    def _pieces_problem(
+        self, info: CheckpointInfo, reads: Mapping[str, Collection[tuple[int, int]] | None]
+    ) -> str | None:
+        path, algorithm, chunk, parts = self.directory / info.file, info.algorithm, info.chunk, info.parts
+        assert parts is not None and chunk > 0
+        if parts_digest(parts, algorithm) != info.digest:
+            return f"the manifest's piece list of {path} does not match its {algorithm} digest"
+        files = {f.relative_to(path).as_posix(): f for f in files_of(path)}
+        if set(files) != set(parts):
+            return f"{path} holds {sorted(files)}, the manifest lists {sorted(parts)}"
+        for name, f in files.items():
+            if -(-f.stat().st_size // chunk) != len(parts[name]):
+                return f"{f} has {f.stat().st_size} bytes, not what the manifest's {len(parts[name])} pieces hold"
+        for name in sorted(reads):
+            if name not in parts:
+                return f"{path / name} is read but not listed in the manifest"
+            ranges = reads[name]
+            if ranges is None:
+                pieces = set(range(len(parts[name])))
+            else:
+                pieces = {
+                    i for off, n in ranges for i in range(off // chunk, (off + max(n, 1) - 1) // chunk + 1)
+                }
+            want = [parts[name][i] for i in sorted(pieces) if i < len(parts[name])]
+            if chunk_digests(path / name, algorithm, chunk, pieces) != want:
+                return f"{path / name} fails its {algorithm} check (a piece differs from the manifest's)"
+        return None
 
     def _check_size(self, info: CheckpointInfo) -> str | None:
         path = self.directory / info.file

@@ -124,6 +124,34 @@ class ShardedState:
             self._stager.close()
             self._stager = None
 
+    def files_read(self, folder: Path) -> dict[str, list[tuple[int, int]] | None]:
+        """What :meth:`load` reads of checkpoint ``folder`` on this rank: the metadata and the
+        non-sharded rest whole, and the (offset, length) byte ranges of this rank's items in the
+        shard files, found by DCP's own load planner. Items that every rank holds (an optimizer's
+        step counts and settings) are written once, into one rank's file; every rank reads them."""
+        from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+        from torch.distributed.checkpoint.filesystem import FileSystemReader
+
+        from batcher.reading import REST
+
+        metadata = FileSystemReader(str(folder)).read_metadata()
+        planner = DefaultLoadPlanner()
+        planner.set_up_planner(self.state(), metadata, is_coordinator=False)
+        storage = metadata.storage_data
+        reads: dict[str, list[tuple[int, int]] | None] = {".metadata": None, REST: None}
+        for item in planner.create_local_plan().items:
+            where = storage.get(item.storage_index)
+            name = getattr(where, "relative_path", None)
+            if not isinstance(name, str):
+                raise BatcherError(
+                    f"{folder} names no file for {item.storage_index.fqn}: not written by torch-batcher's "
+                    "FSDP save (torch.distributed.checkpoint with its FileSystemWriter)"
+                )
+            ranges = reads.setdefault(name, [])
+            assert ranges is not None
+            ranges.append((int(getattr(where, "offset", 0)), int(getattr(where, "length", 0))))
+        return reads
+
     def load(self, folder: Path) -> None:
         """Read this rank's shards from ``folder`` into the live model and optimizers (a collective)."""
         from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict

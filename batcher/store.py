@@ -25,6 +25,7 @@ import torch
 
 from batcher.errors import BatcherError
 from batcher.files import (
+    PART_CHUNK,
     FaultHook,
     _no_fault,
     _save_error,
@@ -38,6 +39,8 @@ from batcher.files import (
     files_of,
     fsync_dir,
     fsync_path,
+    part_digests,
+    parts_digest,
     remove_path,
     stream_digest,
     temp_path,
@@ -182,6 +185,7 @@ class CheckpointStore(CheckpointReader):
         t0: float,
         previous: list[CheckpointInfo],
         keep_note: str,
+        parts: dict[str, list[str]] | None = None,
     ) -> CheckpointInfo:
         info = CheckpointInfo(
             file=name,
@@ -192,6 +196,8 @@ class CheckpointStore(CheckpointReader):
             size=size,
             created=time.time(),
             save_s=time.perf_counter() - t0,
+            parts=parts,
+            chunk=PART_CHUNK if parts is not None else 0,
         )
         entries = [*previous, info]
         kept, dropped = entries[-self.keep :], entries[: -self.keep]
@@ -237,8 +243,9 @@ class CheckpointStore(CheckpointReader):
             _torch_save(rest, tmp / REST)
             for f in files_of(tmp):
                 fsync_path(f)
-            digest, size = checkpoint_digest(tmp, self.algorithm), checkpoint_size(tmp)
-        return self._commit(name, step, segment, digest, size, t0, previous, keep_note)
+            parts, size = part_digests(tmp, self.algorithm, PART_CHUNK), checkpoint_size(tmp)
+        digest = parts_digest(parts, self.algorithm)
+        return self._commit(name, step, segment, digest, size, t0, previous, keep_note, parts=parts)
 
     def wait_for_cleanup(self) -> None:
         """Wait until checkpoints dropped by the last :meth:`save` are deleted."""

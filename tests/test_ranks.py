@@ -125,6 +125,77 @@ def test_run_of_two_ranks_continues_on_one(tmp_path: Path) -> None:
     losses(tmp_path / "run")  # one contiguous log
 
 
+@pytest.mark.parametrize(("saved_on", "resumed_on"), [(2, 1), (1, 2)])
+def test_fsdp_run_resumes_on_another_number_of_ranks(tmp_path: Path, saved_on: int, resumed_on: int) -> None:
+    """DCP reshards FSDP state on load: the model and optimizer a segment starts from on M ranks
+    are exactly the ones N ranks saved, and the run finishes there (the data order after a change
+    of world size differs, as the warning says, so the run is not compared to an uninterrupted one)."""
+    run = tmp_path / "run"
+    args = [
+        "--fsdp",
+        "--epochs",
+        "6",
+        "--step-sleep",
+        str(sleep_per_step(segments=2, budget_s=4.0, steps=96)),
+    ]
+    first = run_ranks(run, args, budget_s=4.0, world=saved_on)
+    assert all(p.returncode == 0 for p in first), [p.stderr[-2000:] for p in first]
+    saved = batcher.load_checkpoint(run)  # the whole model and optimizer, assembled from the shards
+    assert not saved["done"] and saved["step"] > 0
+    dump = tmp_path / "start.pt"
+    second = run_ranks(run, [*args, "--dump-start", str(dump)], world=resumed_on)
+    assert all(p.returncode == 0 for p in second), [p.stderr[-2000:] for p in second]
+    assert f"saved by {saved_on} process(es) and resumes on {resumed_on}" in second[0].stderr
+    start = torch.load(dump, weights_only=True)
+    model, opt = saved["objects"]["model"], saved["objects"]["optimizer"]
+    assert sorted(start["model"]) == sorted(model) == ["0.bias", "0.weight", "3.bias", "3.weight"]
+    assert all(torch.equal(start["model"][k], model[k]) for k in model)
+    assert sorted(start["optimizer"]["state"]) == sorted(opt["state"])
+    for name, moments in opt["state"].items():
+        assert sorted(moments) == ["exp_avg", "exp_avg_sq", "step"]
+        assert all(torch.equal(start["optimizer"]["state"][name][m], moments[m]) for m in moments), name
+    final = batcher.load_checkpoint(run)
+    assert final["done"] and final["epoch"] == 6
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_shard_damaged_for_one_rank_makes_every_rank_fall_back(tmp_path: Path, rank: int) -> None:
+    """Each rank hashes only what it reads: its own shard file and the few items every rank needs
+    (the optimizer's step counts and settings, which DCP writes once, into the last rank's file;
+    this small model's files are one piece each). Rank 0's damaged shard is found by rank 0 alone,
+    and rank 1 learns it from the ranks' agreement; a damaged rank-1 file is read by both. Both
+    resume from the previous checkpoint."""
+    run = tmp_path / "run"
+    args = [
+        "--fsdp",
+        "--epochs",
+        "6",
+        "--step-sleep",
+        str(sleep_per_step(segments=2, budget_s=4.0, steps=96)),
+    ]
+    first = run_ranks(run, args, budget_s=4.0, save_every="10 steps")
+    assert [p.returncode for p in first] == [0, 0], [p.stderr[-2000:] for p in first]
+    entries = json.loads((run / "ckpt" / "manifest.json").read_text())["checkpoints"]
+    older, newest = entries[-2], entries[-1]
+    assert sorted(newest["parts"]) == [".metadata", "__0_0.distcp", "__1_0.distcp", "rest.pt"]
+    shard = run / "ckpt" / newest["file"] / f"__{rank}_0.distcp"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    expected = batcher.load_checkpoint(run)  # warns about the damaged one, assembles the older one
+    assert expected["step"] == older["step"]
+    dump = tmp_path / "start.pt"
+    second = run_ranks(run, [*args, "--dump-start", str(dump)])
+    assert [p.returncode for p in second] == [0, 0], [p.stderr[-2000:] for p in second]
+    skip = f"skipping checkpoint step {newest['step']}: "
+    assert f"{skip}{shard} fails its" in second[rank].stderr
+    other = f"{skip}{shard} fails its" if rank == 1 else f"{skip}another rank found it damaged"
+    assert other in second[1 - rank].stderr
+    assert all(f"resumed from checkpoint {older['file']}" in p.stderr for p in second)
+    start = torch.load(dump, weights_only=True)["model"]
+    assert all(torch.equal(start[k], v) for k, v in expected["objects"]["model"].items())
+
+
 @pytest.mark.workflow
 def test_workflow_runs_two_tasks_per_segment(tmp_path: Path) -> None:
     """config `resources: {tasks: 2}` starts each segment with torchrun; an FSDP chain still equals

@@ -11,7 +11,9 @@ import torch
 from helpers import checkpoint_state, filled_store
 
 from batcher.errors import NoUsableCheckpointError
-from batcher.files import ALGORITHMS
+from batcher.files import ALGORITHMS, checkpoint_size, part_digests, parts_digest
+from batcher.manifest import CheckpointInfo, write_manifest
+from batcher.reading import CheckpointReader
 from batcher.store import CheckpointStore
 
 
@@ -105,3 +107,39 @@ def test_every_known_hash_verifies(tmp_path: Path, algorithm: str) -> None:
     loaded = CheckpointStore(store.directory).load_latest()
     assert loaded is not None and loaded.info.step == 1
     assert f"fails its {algorithm} check" in loaded.problems[0]
+
+
+def test_a_rank_verifies_just_the_pieces_it_reads(tmp_path: Path) -> None:
+    """A sharded folder's manifest entry lists each file's piece digests (here 100-byte pieces):
+    a rank that reads bytes 0-299 and 800-1023 of a shard hashes pieces 0-2 and 8-10 only."""
+    ckpt = tmp_path / "ckpt"
+    folder = ckpt / "step-000000001.dcp"
+    folder.mkdir(parents=True)
+    torch.save({"objects": {}}, folder / "rest.pt")
+    shard = folder / "__0_0.distcp"
+    shard.write_bytes(bytes(range(256)) * 4)  # 1024 bytes: 11 pieces
+    parts = part_digests(folder, "sha256", 100)
+    assert len(parts["__0_0.distcp"]) == 11
+    entry = CheckpointInfo(
+        "step-000000001.dcp",
+        1,
+        0,
+        parts_digest(parts, "sha256"),
+        checkpoint_size(folder),
+        0.0,
+        parts=parts,
+        chunk=100,
+    )
+    write_manifest(ckpt, [entry], keep_note="")
+    data = bytearray(shard.read_bytes())
+    data[750] ^= 1  # piece 7
+    shard.write_bytes(bytes(data))
+    around = {"rest.pt": None, "__0_0.distcp": [(0, 300), (800, 224)]}
+    loaded = CheckpointReader(ckpt).load_latest(scope=lambda f: around)
+    assert loaded is not None and not loaded.problems
+    del loaded
+    for scope in ({"rest.pt": None, "__0_0.distcp": [(700, 60)]}, {"__0_0.distcp": None}):
+        with pytest.raises(NoUsableCheckpointError, match=r"__0_0\.distcp fails its sha256 check"):
+            CheckpointReader(ckpt).load_latest(scope=lambda f, s=scope: s)  # type: ignore[misc]
+    with pytest.raises(NoUsableCheckpointError, match=r"step-000000001\.dcp fails its sha256 check"):
+        CheckpointReader(ckpt).load_latest()  # no scope: every piece

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import errno
+import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ import pytest
 import torch
 from helpers import checkpoint_state, filled_store
 
-from batcher.errors import SaveError
+from batcher.errors import NoUsableCheckpointError, SaveError
+from batcher.files import part_digests, parts_digest
 from batcher.store import CheckpointStore
 
 
@@ -254,3 +256,56 @@ def test_a_failed_save_leaves_no_hash_thread_reading_a_closed_file(
     with pytest.raises(SaveError):
         CheckpointStore(tmp_path / "ckpt", fault=fault).save(checkpoint_state(1), step=1, segment=0)
     assert not [t for t in threading.enumerate() if t.name == "batcher-hash"]
+
+
+def test_each_rank_hashes_only_the_shards_it_reads_and_the_ranks_agree(tmp_path: Path) -> None:
+    """``scope``: the files a rank reads; ``agree``: the ranks' combined verdict (here rank 1's
+    verdicts, recorded first, stand in for the all-reduce). A shard damaged for rank 1 only is
+    skipped by both ranks, rank 0 without ever hashing it."""
+    store = CheckpointStore(tmp_path / "ckpt", keep=2)
+    for step in (1, 2):
+        _sharded(store, step, bytes([step]) * 1000)
+    newest = store.directory / "step-000000002.dcp"
+    info = store.entries()[-1]
+    assert info.parts is not None and sorted(info.parts) == ["__0_0.distcp", "__1_0.distcp", "rest.pt"]
+    assert info.digest == parts_digest(part_digests(newest, info.algorithm, info.chunk), info.algorithm)
+    shard = newest / "__1_0.distcp"
+    shard.write_bytes(b"\x00" + shard.read_bytes()[1:])
+
+    def reads(rank: int) -> Callable[[Path], dict[str, list[tuple[int, int]] | None]]:
+        return lambda folder: {"rest.pt": None, f"__{rank}_0.distcp": [(0, 10), (500, 500)]}
+
+    alone = CheckpointStore(store.directory).load_latest(scope=reads(0))
+    assert alone is not None and alone.info.step == 2 and not alone.problems  # rank 0 reads a good shard
+    del alone
+    verdicts: list[bool] = []
+    one = CheckpointStore(store.directory).load_latest(
+        scope=reads(1), agree=lambda ok: verdicts.append(ok) or ok
+    )
+    assert one is not None and one.info.step == 1 and "__1_0.distcp fails its" in one.problems[0]
+    del one
+    zero = CheckpointStore(store.directory).load_latest(
+        scope=reads(0), agree=lambda ok: ok and verdicts.pop(0)
+    )
+    assert zero is not None and zero.info.step == 1
+    assert zero.problems == [
+        "skipping checkpoint step 2: another rank found it damaged (see that rank's warning)"
+    ]
+    del zero
+    (newest / "extra").write_bytes(b"")  # same size; a file the manifest does not list
+    shard.write_bytes(bytes([2]) * 1000)  # repaired
+    extra = CheckpointStore(store.directory).load_latest(scope=reads(0))
+    assert extra is not None and extra.info.step == 1 and "the manifest lists" in extra.problems[0]
+    del extra
+
+
+def test_a_sharded_checkpoint_listed_without_its_files_is_hashed_whole(tmp_path: Path) -> None:
+    """Manifests written before ``parts`` existed: the folder digest, computed over every file."""
+    store = CheckpointStore(tmp_path / "ckpt")
+    _sharded(store, 1, b"a" * 100)
+    doc = json.loads(store.manifest_path.read_text())
+    del doc["checkpoints"][0]["parts"]
+    store.manifest_path.write_text(json.dumps(doc))
+    (store.directory / "step-000000001.dcp" / "__1_0.distcp").write_bytes(b"b" * 100)
+    with pytest.raises(NoUsableCheckpointError, match="fails its"):
+        CheckpointStore(store.directory).load_latest(scope=lambda folder: {"rest.pt": None})

@@ -42,15 +42,45 @@ p.add_argument(
     help="rank 0's N-th checkpoint write (and every later one) fails as on a full disk",
 )
 p.add_argument("--fsdp", action="store_true", help="shard the model with FSDP2 (fully_shard) instead of DDP")
+p.add_argument(
+    "--fault-rank",
+    type=int,
+    default=None,
+    help="--signal-at-step, --kill-in-save and --kill-at-step act on this rank only (default: on every rank)",
+)
+p.add_argument(
+    "--fault-once",
+    default="",
+    help="a file: a kill creates it first, and no kill fires while it exists (the retried job runs clean)",
+)
+p.add_argument("--report-host", action="store_true", help="print each rank's host name and address")
+p.add_argument(
+    "--dump-start",
+    default="",
+    help="rank 0 writes the whole (unsharded) model and optimizer state, as the segment starts "
+    "(after any resume), to this file",
+)
 args = p.parse_args()
 
 dist.init_process_group("gloo")
 rank = dist.get_rank()
+if args.report_host:
+    import socket
+
+    host = socket.gethostname()
+    print(f"rank {rank} of {dist.get_world_size()} on {host} ({socket.gethostbyname(host)})", flush=True)
+faulty = args.fault_rank in (None, rank)
+if args.fault_once and os.path.exists(args.fault_once):
+    args.kill_in_save, args.kill_at_step = False, 0
+if not faulty:
+    args.kill_in_save, args.kill_at_step, args.signal_at_step = False, 0, 0
 if args.kill_in_save:
     import batcher.ranks
     import batcher.store
 
     def _die(*_: object, **__: object) -> None:
+        if args.fault_once:
+            open(args.fault_once, "w").close()
         os.kill(os.getpid(), signal.SIGKILL)
 
     if rank == 0:
@@ -101,11 +131,27 @@ opt = torch.optim.Adam(model.parameters(), lr=1e-2)
 loss_fn = nn.BCEWithLogitsLoss()
 
 seg = batcher.segment(model=model, optimizer=opt, values={"steps": 0})
+if args.dump_start:
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    whole = StateDictOptions(full_state_dict=True, cpu_offload=True)  # a collective under FSDP
+    start = {
+        "model": get_model_state_dict(model, options=whole),
+        "optimizer": get_optimizer_state_dict(model, opt, options=whole),
+    }
+    if rank == 0:
+        torch.save(start, args.dump_start)
 for epoch in seg.range(args.epochs):
     sampler.set_epoch(epoch)
     model.train()
     for xb, yb in seg.iterate(loader):
         if args.kill_at_step and seg.step == args.kill_at_step:
+            if args.fault_once:
+                open(args.fault_once, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
         opt.zero_grad()
         loss = loss_fn(model(xb), yb) * (1 + 1e-3 * torch.rand(()).item())  # per-rank RNG in use
