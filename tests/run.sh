@@ -4,9 +4,11 @@
 #     dependencies: torch 2.13.0 CPU, snakemake 9, the Slurm executor plugin, the dev tools. Nothing
 #     installed elsewhere on the machine is importable, so an undeclared package fails here too.
 #     The project is installed the way the README says (`pip install -e`, default editable mode).
-#   - a real one-node Slurm cluster (Debian's slurm-wlm, munge, slurmdbd, MariaDB) for the
-#     tests marked `slurm`, started before and stopped after. Needs root; without root run
-#     `bash tests/run.sh -m "not slurm"` (pytest reports the deselected tests).
+#   - a real Slurm cluster (Debian's slurm-wlm, munge, slurmdbd, MariaDB) for the tests marked
+#     `slurm`: this machine as node of partition defq and, for the tests marked `multinode`, two more
+#     nodes in network namespaces (partition pair), started before and stopped after. Needs root;
+#     without root run `bash tests/run.sh -m "not slurm"` (pytest reports the deselected tests);
+#     `-m "not multinode"` keeps the one-node cluster only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,11 +24,12 @@ unset PYTHONPATH PYTHONHOME PYTHONUSERBASE
 export PYTHONNOUSERSITE=1
 
 case " $* " in
-    *"not slurm"*) slurm=no ;;
-    *) slurm=yes ;;
+    *"not slurm"*) nodes=0 ;;
+    *"not multinode"*) nodes=1 ;;
+    *) nodes=2 ;;
 esac
-if [ "$slurm" = yes ]; then
-    bash tests/slurm/cluster.sh up
+if [ "$nodes" != 0 ]; then
+    bash tests/slurm/cluster.sh up "$nodes"
     trap 'bash tests/slurm/cluster.sh down' EXIT
 fi
 

@@ -21,10 +21,7 @@ import torch
 from conftest import python_env
 from helpers import (
     TRAIN_FULL,
-    losses,
-    run_ranks,
     run_segment,
-    same_final_state,
     sleep_per_step,
     workflow_copy,
 )
@@ -146,41 +143,6 @@ def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: P
         assert 0 < (deadline - ended).total_seconds() <= 5 + 8, s
     model, losses = _uninterrupted(tmp_path, 6)
     _assert_matches(workdir, "a", model, losses)
-
-
-def test_two_task_chain_through_slurm(tmp_path: Path) -> None:
-    """`resources: {tasks: 2}`: each Slurm job runs two ranks (srun tasks) that stop
-    together at Slurm's end time; the chain equals an uninterrupted two-rank run."""
-    exp = {
-        "d": {
-            "script": "scripts/train_ddp.py",
-            "args": {"step-sleep": sleep_per_step(segments=2, budget_s=60, steps=80)},
-            "length": 5,  # 80 steps per rank
-            "resources": {"tasks": 2},
-        }
-    }
-    workdir = workflow_copy(tmp_path / "wf", exp)
-    before = _last_job_id()
-    # the profile keeps launcher=srun (profiles/das5/settings.yaml); repeated here for the reader
-    out = _run_workflow(workdir, "policy=fixed:60s", "margin_s=5", "stop_signal=URG@1", "launcher=srun")
-    assert out.returncode == 0, out.stderr[-4000:]
-    statuses = _statuses(workdir, "d")
-    assert len(statuses) >= 2 and statuses[-1]["status"] == "done"
-    assert all(s["deadline_source"] == "Slurm end time (squeue)" for s in statuses[:-1]), statuses
-    jobs = _jobs_after(before)
-    assert len(jobs) == len(statuses) and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
-    cpus = _sh("sacct", "-n", "-X", "-P", "-o", "AllocCPUS", "-j", ",".join(j["id"] for j in jobs)).split()
-    assert all(int(c) >= 2 for c in cpus), cpus  # one CPU per rank at least
-    for job in jobs:  # profiles/das5 (launcher=srun): one job step whose 2 tasks are the ranks
-        steps = _sh("sacct", "-n", "-P", "-j", job["id"], "-o", "JobName,NTasks").split()
-        assert "bash|2" in steps, steps
-    logs = sorted((workdir / "runs" / "d").glob("*/logs/seg-*.log"))
-    assert all("[batcher rank 1]" in log.read_text() for log in logs)
-    whole = run_ranks(tmp_path / "whole", ["--epochs", "5"])
-    assert [p.returncode for p in whole] == [0, 0]
-    (run,) = (workdir / "runs" / "d").iterdir()
-    same_final_state(tmp_path / "whole", run)
-    assert losses(tmp_path / "whole") == losses(run)
 
 
 def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:

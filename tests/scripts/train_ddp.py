@@ -30,6 +30,12 @@ p.add_argument(
     "committed; another rank while it waits for rank 0 to finish writing",
 )
 p.add_argument(
+    "--kill-in-save-after",
+    type=int,
+    default=0,
+    help="with --kill-in-save: the first save after N steps of the run, not the segment's first save",
+)
+p.add_argument(
     "--kill-at-step",
     type=int,
     default=0,
@@ -58,7 +64,7 @@ p.add_argument(
     "--dump-start",
     default="",
     help="rank 0 writes the whole (unsharded) model and optimizer state, as the segment starts "
-    "(after any resume), to this file",
+    "(after any resume), to this file ({segment}: the segment's number, from BATCHER_SEGMENT)",
 )
 args = p.parse_args()
 
@@ -74,7 +80,10 @@ if args.fault_once and os.path.exists(args.fault_once):
     args.kill_in_save, args.kill_at_step = False, 0
 if not faulty:
     args.kill_in_save, args.kill_at_step, args.signal_at_step = False, 0, 0
-if args.kill_in_save:
+
+
+def arm_kill_in_save() -> None:
+    """From now on, the next save SIGKILLs this rank (see --kill-in-save)."""
     import batcher.ranks
     import batcher.store
 
@@ -94,6 +103,10 @@ if args.kill_in_save:
         batcher.store.torch.save = save_then_die  # type: ignore[assignment]
     else:
         batcher.ranks.Ranks.from_main = _die  # type: ignore[assignment,method-assign]
+
+
+if args.kill_in_save and not args.kill_in_save_after:
+    arm_kill_in_save()
 if args.full_disk_at_save and rank == 0:
     import errno
 
@@ -144,7 +157,7 @@ if args.dump_start:
         "optimizer": get_optimizer_state_dict(model, opt, options=whole),
     }
     if rank == 0:
-        torch.save(start, args.dump_start)
+        torch.save(start, args.dump_start.format(segment=os.environ.get("BATCHER_SEGMENT", "0")))
 for epoch in seg.range(args.epochs):
     sampler.set_epoch(epoch)
     model.train()
@@ -158,6 +171,8 @@ for epoch in seg.range(args.epochs):
         loss.backward()
         opt.step()
         seg.values["steps"] += 1
+        if args.kill_in_save and seg.values["steps"] == args.kill_in_save_after:
+            arm_kill_in_save()
         seg.log(loss=loss.item())
         if args.step_sleep:
             time.sleep(args.step_sleep)

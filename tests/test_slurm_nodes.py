@@ -1,0 +1,166 @@
+"""Two nodes for real: partition ``pair`` of the test cluster (``bash tests/slurm/cluster.sh up 2``),
+nodes tb1 and tb2, each in its own network namespace with its own address and host name, sharing
+the file system as a cluster shares its network file system. Jobs go through profiles/das5 with
+``nodes: 2`` (launcher srun: one srun task per rank, across both nodes).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import python_env
+from helpers import losses, run_ranks, same_final_state, sleep_per_step, workflow_copy
+
+import batcher
+from batcher.workflow.experiments import load_experiments
+
+pytestmark = [pytest.mark.slurm, pytest.mark.multinode]
+
+
+def _sh(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pair() -> None:
+    try:
+        states = _sh("sinfo", "-h", "-p", "pair", "-N", "-o", "%N %t").split("\n")
+    except (OSError, subprocess.SubprocessError) as exc:
+        states = [f"no Slurm reachable: {exc}"]
+    nodes = [line.split() for line in states if line.strip()]
+    if len(nodes) != 2:
+        pytest.fail(
+            f"the test cluster has no two-node partition `pair` ({states}); start it with "
+            "`bash tests/slurm/cluster.sh up 2` (root), or deselect these tests with -m 'not multinode'"
+        )
+
+
+def _jobs_after(job_id: int) -> list[dict[str, str]]:
+    out = _sh("sacct", "-n", "-X", "-P", "-o", "JobID,State,NodeList", "-S", "now-2hours")
+    rows = [dict(zip(["id", "state", "nodes"], line.split("|"), strict=True)) for line in out.splitlines()]
+    return [r for r in rows if int(r["id"]) > job_id]
+
+
+def _last_job_id() -> int:
+    out = _sh("sacct", "-n", "-X", "-P", "-o", "JobID", "-S", "now-2hours")
+    return max((int(x) for x in out.split()), default=0)
+
+
+def _run(workdir: Path, *config: str, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    argv = [
+        sys.executable, "-m", "snakemake", "--profile", "profiles/das5", *options,
+        "--set-resources", "segment:slurm_partition=pair",
+        "--config", "policy=fixed:60s", "margin_s=5", "stop_signal=URG@1", *config,
+    ]  # fmt: skip
+    return subprocess.run(argv, cwd=workdir, env=python_env(), capture_output=True, text=True, timeout=900)
+
+
+def _statuses(workdir: Path, exp: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((workdir / "runs" / exp).glob("*/status/seg-*.json"))]
+
+
+def test_two_node_chain_survives_a_one_node_signal_and_a_kill_in_save(tmp_path: Path) -> None:
+    """A chain of 2-node jobs (one rank per node) equals an uninterrupted 2-rank run, although
+    1. the stop signal reaches the rank on tb2 only (it signals itself after step 20): both ranks
+       stop at step 20, and segment 0 ends by that signal;
+    2. the rank on tb2 is SIGKILLed in segment 1's save: srun ends the job step, the job FAILS,
+       Snakemake retries it, and the retry resumes from the last committed checkpoint."""
+    once = tmp_path / "killed-once"
+    exp = {
+        "n2": {
+            "script": "scripts/train_ddp.py",
+            "args": {
+                "step-sleep": sleep_per_step(segments=2, budget_s=60, steps=80),
+                "signal-at-step": 20,
+                "kill-in-save": True,
+                "kill-in-save-after": 21,  # the first save of segment 1
+                "fault-rank": 1,
+                "fault-once": str(once),
+                "report-host": True,
+            },
+            "length": 5,  # 80 steps per rank
+            "resources": {"nodes": 2, "tasks": 1},
+        }
+    }
+    workdir = workflow_copy(tmp_path / "wf", exp)
+    before = _last_job_id()
+    out = _run(workdir)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert once.exists(), "the kill never fired"
+    jobs = _jobs_after(before)
+    states = [j["state"] for j in jobs]
+    assert states[1] == "FAILED" and set(states[:1] + states[2:]) == {"COMPLETED"}, jobs  # killed, retried
+    assert {j["nodes"] for j in jobs} == {"tb[1-2]"}, jobs
+    for job in jobs:  # one step, two tasks, on both nodes
+        steps = _sh("sacct", "-n", "-P", "-j", job["id"], "-o", "JobID,NTasks,NodeList").split()
+        assert f"{job['id']}.0|2|tb[1-2]" in steps, steps
+    statuses = _statuses(workdir, "n2")
+    assert statuses[0]["stop_reason"].startswith("signal"), statuses[0]
+    assert statuses[0]["step"] == 20, statuses[0]  # rank 0 was never signalled, yet stopped there too
+    assert statuses[-1]["status"] == "done"
+    logs = "".join(p.read_text() for p in sorted((workdir / "runs" / "n2").glob("*/logs/seg-*.log")))
+    assert "rank 0 of 2 on tb1 (10.77.0.11)" in logs and "rank 1 of 2 on tb2 (10.77.0.12)" in logs
+    first = next((workdir / "runs" / "n2").glob("*/logs/seg-0000.log")).read_text()
+    assert "[batcher rank 0] stopped: signal on another rank at epoch 1 batch 4 (step 20," in first
+    retry = next((workdir / "runs" / "n2").glob("*/logs/seg-0001.log")).read_text()  # the retry's log
+    assert "resumed from checkpoint" in retry
+
+    whole = run_ranks(tmp_path / "whole", ["--epochs", "5"])
+    assert [p.returncode for p in whole] == [0, 0]
+    (run,) = (workdir / "runs" / "n2").iterdir()
+    same_final_state(tmp_path / "whole", run)
+    assert losses(tmp_path / "whole") == losses(run)
+
+
+def test_fsdp_run_moves_from_two_nodes_to_two_tasks_on_one(tmp_path: Path) -> None:
+    """An FSDP run whose segment 0 ran as 2 nodes x 1 task goes on as 1 node x 2 tasks (the
+    experiment's resources edited in between; the run folder stays, as its id does not depend
+    on resources): the model and optimizer segment 1 starts from equal the ones segment 0 saved."""
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    spec = {
+        "script": "scripts/train_ddp.py",
+        "args": {
+            "fsdp": True,
+            "step-sleep": sleep_per_step(segments=2, budget_s=60, steps=32),
+            "dump-start": str(dumps / "seg-{segment}.pt"),
+        },
+        "length": 2,  # 32 steps per rank
+        "resources": {"nodes": 2, "tasks": 1},
+    }
+    workdir = workflow_copy(tmp_path / "wf", {"f": spec})
+    run_id = load_experiments({"policy": "fixed:60s", "experiments": {"f": spec}})["f"].run_id
+    before = _last_job_id()
+    first = _run(workdir, options=(f"runs/f/{run_id}/status/seg-0000.json",))
+    assert first.returncode == 0, first.stderr[-4000:]
+    run = workdir / "runs" / "f" / run_id
+    saved = batcher.load_checkpoint(run)
+    assert not saved["done"]
+    (workdir / "config.yaml").write_text(
+        yaml.safe_dump({"experiments": {"f": {**spec, "resources": {"nodes": 1, "tasks": 2}}}})
+    )
+    rest = _run(workdir)
+    assert rest.returncode == 0, rest.stderr[-4000:]
+    statuses = _statuses(workdir, "f")
+    assert len(statuses) >= 2 and statuses[-1]["status"] == "done"
+    jobs = _jobs_after(before)
+    assert len(jobs) == len(statuses) and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
+    assert jobs[0]["nodes"] == "tb[1-2]" and all(j["nodes"] in ("tb1", "tb2") for j in jobs[1:]), jobs
+    for job in jobs[1:]:  # one job step whose 2 tasks are the ranks, on one node
+        steps = _sh("sacct", "-n", "-P", "-j", job["id"], "-o", "JobID,NTasks,AllocCPUS").split()
+        (step,) = [s for s in steps if s.startswith(f"{job['id']}.0|")]
+        assert step.split("|")[1] == "2" and int(step.split("|")[2]) >= 2, steps  # a CPU per rank
+    logs = sorted(run.glob("logs/seg-*.log"))
+    assert all("[batcher rank 1]" in log.read_text() for log in logs)
+    start = torch.load(dumps / "seg-1.pt", weights_only=True)
+    model, opt = saved["objects"]["model"], saved["objects"]["optimizer"]
+    assert sorted(start["model"]) == sorted(model)
+    assert all(torch.equal(start["model"][k], model[k]) for k in model)
+    for name, moments in opt["state"].items():
+        assert all(torch.equal(start["optimizer"]["state"][name][m], moments[m]) for m in moments), name
