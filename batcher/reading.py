@@ -108,9 +108,9 @@ class CheckpointReader:
         fails its hash is reported and the next older one is applied over it; an error that
         ``apply`` raises for a verified file (a real mismatch) propagates.
 
-        Under torch.distributed, every rank calls this. ``scope(folder)`` names the files of a
-        sharded folder that this rank reads: only those (and the folder's file list) are hashed
-        here, the other ranks hash theirs. ``agree(ok)`` combines the ranks' verdicts, so a
+        Under torch.distributed, every rank calls this. ``scope(folder)`` tells what this rank
+        read of a sharded folder (asked after ``apply``): only the pieces holding it (and the
+        folder's piece list) are hashed here, the other ranks hash theirs. ``agree(ok)`` combines the ranks' verdicts, so a
         checkpoint that is damaged for any rank is skipped by all of them, together.
         """
         entries, problem = self._read_manifest()
@@ -142,9 +142,12 @@ class CheckpointReader:
                 problems.append(f"skipping checkpoint step {info.step}: {bad or _OTHER_RANK}")
                 self._bad.add(info.file)
                 continue
-            reads = scope(path) if scope is not None and verified and info.parts is not None else None
+            # a sharded folder with its piece list: this rank's pieces are hashed after apply
+            # (which tells what it read, and just read them: they are in the page cache)
+            pieces = scope is not None and verified and info.parts is not None
             with ThreadPoolExecutor(1) as pool:
-                checked = pool.submit(self._hash_problem, info, reads) if verified else None
+                whole = verified and not pieces
+                checked = pool.submit(self._hash_problem, info, None) if whole else None
                 error: BaseException | None = None
                 try:
                     state = self._load_file(path)
@@ -153,6 +156,11 @@ class CheckpointReader:
                 except Exception as exc:  # torch raises many types for a damaged or hostile file
                     error = exc
                 bad = checked.result() if checked is not None else None
+            if pieces and scope is not None:
+                try:
+                    bad = self._hash_problem(info, scope(path))
+                except Exception as exc:  # a damaged metadata file, say
+                    bad = f"{path}: cannot tell what this rank reads ({type(exc).__name__}: {exc})"
             if bad is None and error is not None and not isinstance(error, BatcherError):
                 bad = f"{path}: cannot load it ({type(error).__name__}: {error})"
             if not everyone(bad is None):

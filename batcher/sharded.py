@@ -52,6 +52,7 @@ class ShardedState:
         self.optimizers = dict(optimizers)
         self._group: Any = None  # the process group of background saves
         self._stager: Any = None  # keeps the host copies of the shards between background saves
+        self._read: tuple[Path, dict[str, list[tuple[int, int]] | None]] | None = None  # by load()
 
     @classmethod
     def find(cls, objects: Mapping[str, Any]) -> ShardedState | None:
@@ -85,7 +86,7 @@ class ShardedState:
         """Write this rank's shards into ``folder`` (a collective: every rank calls it)."""
         from torch.distributed.checkpoint.state_dict_saver import save
 
-        save(self.state(), checkpoint_id=str(folder))
+        save(self.state(), checkpoint_id=str(folder), planner=_replicated_first())
 
     def save_async(self, folder: Path) -> Future[Any]:
         """Copy this rank's shards to host memory, then write them into ``folder`` on a thread
@@ -113,7 +114,11 @@ class ShardedState:
                 )
             )
         future = async_save(
-            self.state(), checkpoint_id=str(folder), process_group=self._group, async_stager=self._stager
+            self.state(),
+            checkpoint_id=str(folder),
+            process_group=self._group,
+            async_stager=self._stager,
+            planner=_replicated_first(),
         )
         assert isinstance(future, Future)
         return future
@@ -127,29 +132,19 @@ class ShardedState:
     def files_read(self, folder: Path) -> dict[str, list[tuple[int, int]] | None]:
         """What :meth:`load` reads of checkpoint ``folder`` on this rank: the metadata and the
         non-sharded rest whole, and the (offset, length) byte ranges of this rank's items in the
-        shard files, found by DCP's own load planner. Items that every rank holds (an optimizer's
-        step counts and settings) are written once, into one rank's file; every rank reads them."""
-        from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+        shard files, from DCP's own load plan (the one :meth:`load` just followed, or made anew).
+        Items that every rank holds (an optimizer's settings and step counts) are written once,
+        into one rank's file, first (see :func:`_replicated_first`); every rank reads them."""
+        if self._read is not None and self._read[0] == folder:
+            return self._read[1]
         from torch.distributed.checkpoint.filesystem import FileSystemReader
 
-        from batcher.reading import REST
-
-        metadata = FileSystemReader(str(folder)).read_metadata()
-        planner = DefaultLoadPlanner()
-        planner.set_up_planner(self.state(), metadata, is_coordinator=False)
-        storage = metadata.storage_data
-        reads: dict[str, list[tuple[int, int]] | None] = {".metadata": None, REST: None}
-        for item in planner.create_local_plan().items:
-            where = storage.get(item.storage_index)
-            name = getattr(where, "relative_path", None)
-            if not isinstance(name, str):
-                raise BatcherError(
-                    f"{folder} names no file for {item.storage_index.fqn}: not written by torch-batcher's "
-                    "FSDP save (torch.distributed.checkpoint with its FileSystemWriter)"
-                )
-            ranges = reads.setdefault(name, [])
-            assert ranges is not None
-            ranges.append((int(getattr(where, "offset", 0)), int(getattr(where, "length", 0))))
+        planner = _recording_load_planner()
+        planner.set_up_planner(
+            self.state(), FileSystemReader(str(folder)).read_metadata(), is_coordinator=False
+        )
+        planner.create_local_plan()
+        reads: dict[str, list[tuple[int, int]] | None] = planner.reads(folder)
         return reads
 
     def load(self, folder: Path) -> None:
@@ -158,10 +153,73 @@ class ShardedState:
         from torch.distributed.checkpoint.state_dict_loader import load
 
         state = self.state()  # the layout to fill: DCP reads each rank's part in place
-        load(state, checkpoint_id=str(folder))
+        planner = _recording_load_planner()
+        self._read = None
+        load(state, checkpoint_id=str(folder), planner=planner)
+        self._read = (folder, planner.reads(folder))
         set_model_state_dict(self.model, state[self.model_name])
         for name, opt in self.optimizers.items():
             set_optimizer_state_dict(self.model, opt, state[name])
+
+
+def _recording_load_planner() -> Any:
+    """DCP's default load planner, keeping this rank's plan: which byte ranges of which files it reads."""
+    from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+    from torch.distributed.checkpoint.planner import LoadPlan
+
+    from batcher.reading import REST
+
+    class RecordingLoadPlanner(DefaultLoadPlanner):
+        items: tuple[Any, ...] = ()
+
+        def create_local_plan(self) -> LoadPlan:
+            plan = super().create_local_plan()
+            self.items = tuple(plan.items)
+            return plan
+
+        def reads(self, folder: Path) -> dict[str, list[tuple[int, int]] | None]:
+            assert self.metadata is not None, "set_up_planner() first"
+            storage = self.metadata.storage_data
+            out: dict[str, list[tuple[int, int]] | None] = {".metadata": None, REST: None}
+            for item in self.items:
+                where = storage.get(item.storage_index)
+                name = getattr(where, "relative_path", None)
+                if not isinstance(name, str):
+                    raise BatcherError(
+                        f"{folder} names no file for {item.storage_index.fqn}: not written by "
+                        "torch-batcher's FSDP save (torch.distributed.checkpoint, FileSystemWriter)"
+                    )
+                ranges = out.setdefault(name, [])
+                assert ranges is not None
+                ranges.append((int(getattr(where, "offset", 0)), int(getattr(where, "length", 0))))
+            return out
+
+    return RecordingLoadPlanner()
+
+
+def _replicated_first() -> Any:
+    """DCP's default save planner, writing each rank's items that every rank reads back (the
+    optimizer's settings and step counts: bytes and whole tensors) before its shards.
+
+    DCP writes one file per rank in plan order, which interleaves an optimizer's step count with
+    each parameter's moments; a rank reading the step counts from another rank's file would
+    then touch every piece of it (see :meth:`ShardedState.files_read`). First, they share the
+    file's first piece.
+    """
+    import dataclasses
+
+    from torch.distributed.checkpoint.default_planner import DefaultSavePlanner
+    from torch.distributed.checkpoint.planner import SavePlan, WriteItemType
+
+    first = {WriteItemType.BYTE_IO: 0, WriteItemType.TENSOR: 1}
+
+    class ReplicatedFirst(DefaultSavePlanner):
+        def finish_plan(self, new_plan: SavePlan) -> SavePlan:
+            plan = super().finish_plan(new_plan)
+            items = sorted(plan.items, key=lambda item: first.get(item.type, 2))  # stable
+            return dataclasses.replace(plan, items=items)
+
+    return ReplicatedFirst()
 
 
 def full_sharded_state(folder: Path) -> dict[str, Any]:

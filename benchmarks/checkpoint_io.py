@@ -9,7 +9,17 @@ For states of 10 MB, 100 MB and 1 GB (float32 tensors of 1 MB each, like a model
   load: CheckpointStore.load_latest, copying into tensors while the hash is checked
         vs torch.load(path, weights_only=True) + the same copy
 Each is the median of several repetitions, measured in this same run.
-Run: python benchmarks/checkpoint_io.py [--sizes-mb 10 100 1000] (writes results/checkpoint_io.json)
+
+Sharded (FSDP, 2 ranks on gloo, model of --sharded-mb MB plus Adam's two moments, one committed
+checkpoint folder): the time until both ranks have loaded it (the slower rank's median)
+  dcp:    torch.distributed.checkpoint's load alone, no hash (the floor)
+  whole:  CheckpointReader.load_latest hashing the whole folder on every rank (before per-rank
+          verification)
+  pieces: the same, each rank hashing only the pieces it reads (what batcher.segment does)
+The page cache is warm for all three (a first round is not counted), so the hash's own cost
+shows, not the disk's.
+Run: python benchmarks/checkpoint_io.py [--sizes-mb 10 100 1000] [--sharded-mb 200]
+(updates results/checkpoint_io.json: the sizes measured in this run replace their entries)
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -133,10 +144,121 @@ def measure(size_mb: int, blocks: int, per_block: int, settle_s: float) -> dict[
     }
 
 
+def sharded_worker(folder: Path, size_mb: int, reps: int) -> dict[str, float]:
+    """One rank of the sharded measurement (RANK, WORLD_SIZE, MASTER_* set): write one checkpoint
+    through the store, then load it ``reps`` times each way; return this rank's medians."""
+    import torch.distributed as dist
+    from torch import nn
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from batcher.ranks import Ranks
+    from batcher.reading import CheckpointReader
+    from batcher.sharded import ShardedState
+
+    dist.init_process_group("gloo")
+    torch.manual_seed(0)
+    model = nn.Sequential(*[nn.Linear(512, 512, bias=False) for _ in range(size_mb)])  # 1 MB each
+    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+    for layer in model:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 512)).sum().backward()
+    opt.step()  # Adam's moments exist: the checkpoint holds 3x the model
+    sharded, ranks = ShardedState("model", model, {"optimizer": opt}), Ranks()
+    store = CheckpointStore(folder)
+    tmp = ranks.from_main(store.prepare_sharded(1) if ranks.main else None)
+    sharded.save(tmp)
+    dist.barrier()
+    info = store.commit_sharded({"format": 1}, step=1, segment=0) if ranks.main else None
+    info = ranks.from_main(info)
+    checkpoint = folder / info.file
+
+    def apply(state: dict, _info: object) -> None:
+        sharded.load(Path(state["sharded_dir"]))
+
+    def timed(run: object) -> float:
+        dist.barrier()
+        t = time.perf_counter()
+        run()  # type: ignore[operator]
+        dist.barrier()  # until both ranks have it
+        return time.perf_counter() - t
+
+    def verified(scope: object) -> None:
+        loaded = CheckpointReader(folder).load_latest(apply=apply, scope=scope, agree=ranks.all_good)  # type: ignore[arg-type]
+        assert loaded is not None and not loaded.problems, loaded and loaded.problems
+
+    ways = {
+        "dcp": lambda: sharded.load(checkpoint),
+        "whole": lambda: verified(None),
+        "pieces": lambda: verified(sharded.files_read),
+    }
+    times: dict[str, list[float]] = {k: [] for k in ways}
+    for rep in range(reps + 1):
+        for key, run in ways.items() if rep % 2 else reversed(ways.items()):
+            t = timed(run)
+            if rep:
+                times[key].append(t)
+    reads = sharded.files_read(checkpoint)
+    assert info.parts is not None
+    c = info.chunk
+    pieces = sum(
+        len(info.parts[name])
+        if r is None
+        else len({i for o, n in r for i in range(o // c, (o + max(n, 1) - 1) // c + 1)})
+        for name, r in reads.items()
+    )
+    dist.destroy_process_group()
+    return {
+        **{k: statistics.median(v) for k, v in times.items()},
+        "hashed_mb_whole": info.size / 1e6,
+        "hashed_mb_pieces": min(pieces * info.chunk, info.size) / 1e6,
+    }
+
+
+def measure_sharded(size_mb: int, reps: int) -> dict[str, float]:
+    """Two ranks in fresh interpreters (never forked from a test process); the slower rank counts."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
+        procs = []
+        for rank in range(2):
+            env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}
+            env.update(MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+            argv = [sys.executable, __file__, "--sharded-worker", tmp, "--sharded-mb", str(size_mb)]
+            argv += ["--reps", str(reps)]
+            procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True))
+        outs = [p.communicate(timeout=1800)[0] for p in procs]
+        if any(p.returncode for p in procs):
+            raise SystemExit(f"a rank of the sharded measurement failed: {[p.returncode for p in procs]}")
+    per_rank = [json.loads(out.strip().splitlines()[-1]) for out in outs]
+    slowest = {k: max(r[k] for r in per_rank) for k in ("dcp", "whole", "pieces")}
+    return {
+        **slowest,
+        "hashed_mb_whole_per_rank": per_rank[0]["hashed_mb_whole"],
+        "hashed_mb_pieces_by_rank": [r["hashed_mb_pieces"] for r in per_rank],
+        "whole_ratio": slowest["whole"] / slowest["dcp"],
+        "pieces_ratio": slowest["pieces"] / slowest["dcp"],
+        "pieces_vs_whole": slowest["pieces"] / slowest["whole"],
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--sizes-mb", type=int, nargs="+", default=[10, 100, 1000])
+    p.add_argument("--sizes-mb", type=int, nargs="*", default=[10, 100, 1000])
+    p.add_argument(
+        "--sharded-mb", type=int, nargs="*", default=[200], help="FSDP model sizes (0 values: skip)"
+    )
+    p.add_argument("--reps", type=int, default=4, help=argparse.SUPPRESS)
+    p.add_argument("--sharded-worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.sharded_worker:  # one rank of measure_sharded
+        print(json.dumps(sharded_worker(Path(args.sharded_worker), args.sharded_mb[0], args.reps)))
+        return
     results = {}
     print(
         f"{'state':>7} {'plain save':>11} {'store save':>11} {'ratio':>6} {'kept save':>10} {'ratio':>6} "
@@ -152,8 +274,22 @@ def main() -> None:
             f"{r['over_save']:9.3f}s {r['save_ratio_vs_over']:6.2f} "
             f"{r['plain_load']:10.3f}s {r['store_load']:10.3f}s {r['load_ratio']:6.2f}"
         )
+    if args.sharded_mb:
+        print(
+            f"\n{'FSDP 2 ranks':>13} {'dcp load':>9} {'whole hash':>11} {'ratio':>6} {'own pieces':>11} {'ratio':>6}"
+        )
+    for size in args.sharded_mb:
+        r = measure_sharded(size, args.reps)
+        results[f"sharded_{size}MB"] = r
+        print(
+            f"{size:>11}MB {r['dcp']:8.3f}s {r['whole']:10.3f}s {r['whole_ratio']:6.2f} "
+            f"{r['pieces']:10.3f}s {r['pieces_ratio']:6.2f}   (hashed per rank: "
+            f"{r['hashed_mb_whole_per_rank']:.0f} MB -> {r['hashed_mb_pieces_by_rank']} MB)"
+        )
     OUT.mkdir(exist_ok=True)
-    (OUT / "checkpoint_io.json").write_text(json.dumps(results, indent=1) + "\n")
+    out = OUT / "checkpoint_io.json"
+    kept = json.loads(out.read_text()) if out.exists() else {}  # sizes not measured in this run stay
+    out.write_text(json.dumps({**kept, **results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

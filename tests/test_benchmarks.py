@@ -42,6 +42,18 @@ def test_checkpoint_io_measures_every_way(monkeypatch: pytest.MonkeyPatch, tmp_p
         assert r[key] > 0, key
 
 
+def test_checkpoint_io_measures_a_two_rank_sharded_load(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two FSDP ranks in fresh interpreters; with 40 MB of model each rank's file spans several
+    16 MiB pieces, and a rank hashes fewer bytes than the whole folder holds."""
+    checkpoint_io = _bench("checkpoint_io", monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    r = checkpoint_io.measure_sharded(40, reps=1)
+    assert all(r[k] > 0 for k in ("dcp", "whole", "pieces"))
+    assert all(0 < mb < r["hashed_mb_whole_per_rank"] for mb in r["hashed_mb_pieces_by_rank"]), r
+
+
 @pytest.mark.parametrize("naive", [False, True], ids=["batcher", "naive-chain"])
 def test_workflow_scaling_restart_is_a_no_op(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, naive: bool
