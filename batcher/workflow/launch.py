@@ -31,8 +31,8 @@ __all__ = [
     "uses_srun",
 ]
 
-#: the sbatch --signal of profiles/das5: URG is ignored by default, so it reaches the training
-#: process under Snakemake's job step (USR1 killed the inner snakemake)
+#: the sbatch --signal of profiles/das5: Slurm sends it to the job steps (the training, under srun);
+#: URG is ignored by default, so nothing else in a step dies of it (USR1 would kill a shell)
 DEFAULT_STOP_SIGNAL = "URG@60"
 NO_POLICY_MINUTES = 24 * 60
 
