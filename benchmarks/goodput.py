@@ -66,7 +66,7 @@ def run_batcher(slot: float, steps: list[float], margin_s: float) -> dict[str, A
             clock.now += SAVE_S
             return CheckpointInfo(f"step-{step:09d}.pt", step, segment, "", 10_000_000, clock.now, SAVE_S)
 
-        def load_latest(self, apply: Any = None) -> None:
+        def load_latest(self, apply: Any = None, **_: Any) -> None:  # scope, agree: one process
             return None
 
     trained = 0.0

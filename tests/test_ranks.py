@@ -125,19 +125,23 @@ def test_run_of_two_ranks_continues_on_one(tmp_path: Path) -> None:
     losses(tmp_path / "run")  # one contiguous log
 
 
+#: an FSDP run that needs two segments of 4 s (96 steps)
+FSDP_TWO_SEGMENTS = [
+    "--fsdp",
+    "--epochs",
+    "6",
+    "--step-sleep",
+    str(sleep_per_step(segments=2, budget_s=4.0, steps=96)),
+]
+
+
 @pytest.mark.parametrize(("saved_on", "resumed_on"), [(2, 1), (1, 2)])
 def test_fsdp_run_resumes_on_another_number_of_ranks(tmp_path: Path, saved_on: int, resumed_on: int) -> None:
     """DCP reshards FSDP state on load: the model and optimizer a segment starts from on M ranks
     are exactly the ones N ranks saved, and the run finishes there (the data order after a change
     of world size differs, as the warning says, so the run is not compared to an uninterrupted one)."""
     run = tmp_path / "run"
-    args = [
-        "--fsdp",
-        "--epochs",
-        "6",
-        "--step-sleep",
-        str(sleep_per_step(segments=2, budget_s=4.0, steps=96)),
-    ]
+    args = FSDP_TWO_SEGMENTS
     first = run_ranks(run, args, budget_s=4.0, world=saved_on)
     assert all(p.returncode == 0 for p in first), [p.stderr[-2000:] for p in first]
     saved = batcher.load_checkpoint(run)  # the whole model and optimizer, assembled from the shards
@@ -161,18 +165,12 @@ def test_fsdp_run_resumes_on_another_number_of_ranks(tmp_path: Path, saved_on: i
 @pytest.mark.parametrize("rank", [0, 1])
 def test_a_shard_damaged_for_one_rank_makes_every_rank_fall_back(tmp_path: Path, rank: int) -> None:
     """Each rank hashes only what it reads: its own shard file and the few items every rank needs
-    (the optimizer's step counts and settings, which DCP writes once, into the last rank's file;
-    this small model's files are one piece each). Rank 0's damaged shard is found by rank 0 alone,
+    (the optimizer's step counts and settings, which DCP writes once, at the start of the last
+    rank's file; this small model's files are one piece each). Rank 0's damaged shard is found by rank 0 alone,
     and rank 1 learns it from the ranks' agreement; a damaged rank-1 file is read by both. Both
     resume from the previous checkpoint."""
     run = tmp_path / "run"
-    args = [
-        "--fsdp",
-        "--epochs",
-        "6",
-        "--step-sleep",
-        str(sleep_per_step(segments=2, budget_s=4.0, steps=96)),
-    ]
+    args = FSDP_TWO_SEGMENTS
     first = run_ranks(run, args, budget_s=4.0, save_every="10 steps")
     assert [p.returncode for p in first] == [0, 0], [p.stderr[-2000:] for p in first]
     entries = json.loads((run / "ckpt" / "manifest.json").read_text())["checkpoints"]

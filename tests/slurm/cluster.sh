@@ -36,15 +36,15 @@ need_root() {
 
 install() {
     local missing=()
-    for cmd in slurmctld slurmd sbatch munged slurmdbd mariadbd; do
+    for cmd in slurmctld slurmd sbatch munged slurmdbd mariadbd ip; do
         command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$cmd")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing Slurm, munge, slurmdbd and MariaDB (missing: ${missing[*]})"
+    log "installing Slurm, munge, slurmdbd, MariaDB and iproute2 (missing: ${missing[*]})"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
-        slurmctld slurmd slurm-client munge slurmdbd mariadb-server mariadb-client >/dev/null
+        slurmctld slurmd slurm-client munge slurmdbd mariadb-server mariadb-client iproute2 >/dev/null
 }
 
 write_config() {  # write_config NODES
