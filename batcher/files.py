@@ -36,6 +36,7 @@ __all__ = [
     "new_hash",
     "part_digests",
     "parts_digest",
+    "pieces_holding",
     "remove_path",
     "stream_digest",
     "temp_path",
@@ -233,7 +234,10 @@ def checkpoint_digest(path: Path, algorithm: str) -> str:
     """A checkpoint file's digest; for a folder, the digest of each file's name and digest."""
     if not path.is_dir():
         return file_digest(path, algorithm)
-    return parts_digest(part_digests(path, algorithm), algorithm)
+    h = new_hash(algorithm)  # the digest of folders listed without parts (see parts_digest)
+    for f in files_of(path):
+        h.update(f"{f.relative_to(path).as_posix()}\0{file_digest(f, algorithm)}\n".encode())
+    return str(h.hexdigest())
 
 
 def part_digests(folder: Path, algorithm: str, chunk: int = PART_CHUNK) -> dict[str, list[str]]:
@@ -250,6 +254,11 @@ def parts_digest(parts: Mapping[str, Sequence[str]], algorithm: str) -> str:
     for name in sorted(parts, key=lambda n: PurePosixPath(n).parts):  # the order of files_of
         h.update(f"{name}\0{' '.join(parts[name])}\n".encode())
     return str(h.hexdigest())
+
+
+def pieces_holding(ranges: Collection[tuple[int, int]], chunk: int) -> set[int]:
+    """The numbers of the ``chunk``-byte pieces that hold the (offset, length) byte ``ranges``."""
+    return {i for off, n in ranges for i in range(off // chunk, (off + max(n, 1) - 1) // chunk + 1)}
 
 
 def chunk_digests(path: Path, algorithm: str, chunk: int, pieces: Collection[int] | None = None) -> list[str]:

@@ -23,6 +23,7 @@ from batcher.files import (
     files_of,
     part_digests,
     parts_digest,
+    pieces_holding,
 )
 from batcher.manifest import (
     MANIFEST,
@@ -206,12 +207,7 @@ class CheckpointReader:
             if name not in parts:
                 return f"{path / name} is read but not listed in the manifest"
             ranges = reads[name]
-            if ranges is None:
-                pieces = set(range(len(parts[name])))
-            else:
-                pieces = {
-                    i for off, n in ranges for i in range(off // chunk, (off + max(n, 1) - 1) // chunk + 1)
-                }
+            pieces = set(range(len(parts[name]))) if ranges is None else pieces_holding(ranges, chunk)
             want = [parts[name][i] for i in sorted(pieces) if i < len(parts[name])]
             if chunk_digests(path / name, algorithm, chunk, pieces) != want:
                 return f"{path / name} fails its {algorithm} check (a piece differs from the manifest's)"

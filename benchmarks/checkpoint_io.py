@@ -38,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from batcher.files import pieces_holding
 from batcher.store import CheckpointStore
 
 OUT = Path(__file__).parent / "results"
@@ -202,11 +203,8 @@ def sharded_worker(folder: Path, size_mb: int, reps: int) -> dict[str, float]:
                 times[key].append(t)
     reads = sharded.files_read(checkpoint)
     assert info.parts is not None
-    c = info.chunk
     pieces = sum(
-        len(info.parts[name])
-        if r is None
-        else len({i for o, n in r for i in range(o // c, (o + max(n, 1) - 1) // c + 1)})
+        len(info.parts[name]) if r is None else len(pieces_holding(r, info.chunk))
         for name, r in reads.items()
     )
     dist.destroy_process_group()

@@ -13,7 +13,7 @@ import torch
 from helpers import checkpoint_state, filled_store
 
 from batcher.errors import NoUsableCheckpointError, SaveError
-from batcher.files import part_digests, parts_digest
+from batcher.files import PART_CHUNK, file_digest, new_hash, part_digests, parts_digest
 from batcher.store import CheckpointStore
 
 
@@ -300,12 +300,22 @@ def test_each_rank_hashes_only_the_shards_it_reads_and_the_ranks_agree(tmp_path:
 
 
 def test_a_sharded_checkpoint_listed_without_its_files_is_hashed_whole(tmp_path: Path) -> None:
-    """Manifests written before ``parts`` existed: the folder digest, computed over every file."""
+    """Manifests written before ``parts`` existed: their folder digest (each file's name and whole
+    digest) still verifies, for files longer than a piece too."""
     store = CheckpointStore(tmp_path / "ckpt")
-    _sharded(store, 1, b"a" * 100)
+    _sharded(store, 1, b"a" * (PART_CHUNK + 1))
+    folder = store.directory / "step-000000001.dcp"
     doc = json.loads(store.manifest_path.read_text())
-    del doc["checkpoints"][0]["parts"]
+    entry = doc["checkpoints"][0]
+    del entry["parts"], entry["chunk"]
+    h = new_hash(entry["algorithm"])  # the digest as written before parts existed
+    for f in sorted(folder.iterdir()):
+        h.update(f"{f.name}\0{file_digest(f, entry['algorithm'])}\n".encode())
+    entry["digest"] = h.hexdigest()
     store.manifest_path.write_text(json.dumps(doc))
-    (store.directory / "step-000000001.dcp" / "__1_0.distcp").write_bytes(b"b" * 100)
+    loaded = CheckpointStore(store.directory).load_latest(scope=lambda folder: {"rest.pt": None})
+    assert loaded is not None and loaded.info.step == 1 and not loaded.problems
+    del loaded
+    (folder / "__1_0.distcp").write_bytes(b"b" * (PART_CHUNK + 1))
     with pytest.raises(NoUsableCheckpointError, match="fails its"):
         CheckpointStore(store.directory).load_latest(scope=lambda folder: {"rest.pt": None})
