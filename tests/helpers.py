@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,40 @@ def workflow_copy(workdir: Path, experiments: dict[str, Any]) -> Path:
         shutil.copy(script, workdir / "scripts" / script.name)
     (workdir / "config.yaml").write_text(yaml.safe_dump({"experiments": experiments}))
     return workdir
+
+
+_ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED")
+
+
+def slurm_jobs(workdir: Path, columns: dict[str, str], timeout_s: float = 60) -> list[dict[str, str]]:
+    """The Slurm jobs submitted from ``workdir`` (oldest first; ``columns`` maps each row's keys to
+    sacct fields), once accounting holds all of them as ended and stops changing.
+
+    Jobs are told apart by their work directory, not by ids after a mark: slurmdbd records jobs
+    asynchronously, so a job that an earlier test submitted and cancelled seconds before can appear
+    after the mark was taken."""
+    argv = [
+        "sacct",
+        "-n",
+        "-X",
+        "-P",
+        "-S",
+        "now-2hours",
+        "-o",
+        ",".join(["WorkDir", "State", *columns.values()]),
+    ]
+    deadline, previous = time.monotonic() + timeout_s, None
+    while True:
+        out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+        rows = [line.split("|") for line in out.splitlines() if line]
+        mine = [row[1:] for row in rows if row[0] == str(workdir.resolve())]
+        settled = all(state.startswith(_ENDED) for state, *_ in mine)
+        if settled and mine == previous:
+            return [dict(zip(columns, row[1:], strict=True)) for row in mine]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Slurm accounting for {workdir} never settled: {mine}")
+        previous = mine if settled else None
+        time.sleep(1)
 
 
 def checkpoint_state(v: float) -> dict[str, Any]:

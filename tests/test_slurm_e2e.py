@@ -23,6 +23,7 @@ from helpers import (
     TRAIN_FULL,
     run_segment,
     sleep_per_step,
+    slurm_jobs,
     workflow_copy,
 )
 
@@ -64,17 +65,6 @@ def _sacct(job_ids: list[str] | None = None) -> list[dict[str, str]]:
         argv += ["-j", ",".join(job_ids)]
     keys = ["id", "name", "state", "limit", "start", "end"]
     return [dict(zip(keys, line.split("|"), strict=False)) for line in _sh(*argv).splitlines() if line]
-
-
-def _last_job_id() -> int:
-    """The newest job id Slurm knows (its accounting outlives a cluster restart on this machine)."""
-    return max((int(row["id"]) for row in _sacct()), default=0)
-
-
-def _jobs_after(job_id: int) -> list[dict[str, str]]:
-    """The jobs submitted after ``job_id`` (ids only grow; a job cancelled while pending has no
-    start time, so start times cannot tell an earlier run's jobs apart)."""
-    return [row for row in _sacct() if int(row["id"]) > job_id]
 
 
 def _running_jobs() -> list[str]:
@@ -120,13 +110,12 @@ def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: P
     sleep = sleep_per_step(segments=3, budget_s=60, steps=96)  # 6 epochs of 16 steps in 60 s jobs
     exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": sleep}, "length": 6}}
     workdir = workflow_copy(tmp_path / "wf", exp)
-    before = _last_job_id()
     keep_logs = ("--slurm-flat-keep-successful-logs",)
     out = _run_workflow(workdir, "policy=fixed:60s", "margin_s=5", "stop_signal=URG@1", options=keep_logs)
     assert out.returncode == 0, out.stderr[-4000:]
     statuses = _statuses(workdir, "a")
     assert len(statuses) >= 3
-    jobs = _jobs_after(before)
+    jobs = slurm_jobs(workdir, {"id": "JobID", "state": "State", "limit": "Timelimit"})
     assert len(jobs) >= 3 and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
     assert all(j["limit"] == "00:01:00" for j in jobs)
     for job in jobs:

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 from conftest import python_env
-from helpers import losses, run_ranks, same_final_state, sleep_per_step, workflow_copy
+from helpers import losses, run_ranks, same_final_state, sleep_per_step, slurm_jobs, workflow_copy
 
 import batcher
 from batcher.workflow.experiments import load_experiments
@@ -41,15 +41,8 @@ def pair() -> None:
         )
 
 
-def _jobs_after(job_id: int) -> list[dict[str, str]]:
-    out = _sh("sacct", "-n", "-X", "-P", "-o", "JobID,State,NodeList", "-S", "now-2hours")
-    rows = [dict(zip(["id", "state", "nodes"], line.split("|"), strict=True)) for line in out.splitlines()]
-    return [r for r in rows if int(r["id"]) > job_id]
-
-
-def _last_job_id() -> int:
-    out = _sh("sacct", "-n", "-X", "-P", "-o", "JobID", "-S", "now-2hours")
-    return max((int(x) for x in out.split()), default=0)
+def _slurm_jobs(workdir: Path) -> list[dict[str, str]]:
+    return slurm_jobs(workdir, {"id": "JobID", "state": "State", "nodes": "NodeList"})
 
 
 def _run(workdir: Path, *config: str, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
@@ -89,11 +82,10 @@ def test_two_node_chain_survives_a_one_node_signal_and_a_kill_in_save(tmp_path: 
         }
     }
     workdir = workflow_copy(tmp_path / "wf", exp)
-    before = _last_job_id()
     out = _run(workdir)
     assert out.returncode == 0, out.stderr[-4000:]
     assert once.exists(), "the kill never fired"
-    jobs = _jobs_after(before)
+    jobs = _slurm_jobs(workdir)
     states = [j["state"] for j in jobs]
     assert states[1] == "FAILED" and set(states[:1] + states[2:]) == {"COMPLETED"}, jobs  # killed, retried
     assert {j["nodes"] for j in jobs} == {"tb[1-2]"}, jobs
@@ -136,7 +128,6 @@ def test_fsdp_run_moves_from_two_nodes_to_two_tasks_on_one(tmp_path: Path) -> No
     }
     workdir = workflow_copy(tmp_path / "wf", {"f": spec})
     run_id = load_experiments({"policy": "fixed:60s", "experiments": {"f": spec}})["f"].run_id
-    before = _last_job_id()
     first = _run(workdir, options=(f"runs/f/{run_id}/status/seg-0000.json",))
     assert first.returncode == 0, first.stderr[-4000:]
     run = workdir / "runs" / "f" / run_id
@@ -149,7 +140,7 @@ def test_fsdp_run_moves_from_two_nodes_to_two_tasks_on_one(tmp_path: Path) -> No
     assert rest.returncode == 0, rest.stderr[-4000:]
     statuses = _statuses(workdir, "f")
     assert len(statuses) >= 2 and statuses[-1]["status"] == "done"
-    jobs = _jobs_after(before)
+    jobs = _slurm_jobs(workdir)
     assert len(jobs) == len(statuses) and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
     assert jobs[0]["nodes"] == "tb[1-2]" and all(j["nodes"] in ("tb1", "tb2") for j in jobs[1:]), jobs
     for job in jobs[1:]:  # one job step whose 2 tasks are the ranks, on one node
