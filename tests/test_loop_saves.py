@@ -175,7 +175,7 @@ def test_seg_save_saves_at_the_end_of_the_current_step(tmp_path: Path, clock: Fa
 
 
 def test_ctrl_c_saves_at_the_next_step_and_exits_130_a_second_one_aborts(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: FakeClock, python_ctrl_c: None
 ) -> None:
     before = signal.getsignal(signal.SIGINT)
     seg, model, opt, _ = _make(tmp_path, clock, save_every="off")

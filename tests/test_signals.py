@@ -26,7 +26,7 @@ def test_a_signal_sets_the_flag_and_the_old_handler_returns() -> None:
     assert signal.getsignal(signal.SIGUSR1) == before
 
 
-def test_a_segment_never_closed_does_not_keep_ctrl_c_from_the_next() -> None:
+def test_a_segment_never_closed_does_not_keep_ctrl_c_from_the_next(python_ctrl_c: None) -> None:
     """A notebook: a segment's loop died with an exception and its handlers stayed. The next
     segment takes Ctrl-C over, and closing it gives Python's own handler back."""
     import signal
