@@ -39,6 +39,10 @@ class SaveFailed:
     def __init__(self, message: str) -> None:
         self.message = message
 
+    def error(self, main: bool) -> SaveError:
+        """The error each rank raises: rank 0 says what went wrong, the others also whose save it was."""
+        return SaveError(self.message if main else f"rank 0: {self.message}")
+
 
 class CollectiveSave:
     """Saves a run's state under ``torch.distributed`` or in one process."""
@@ -75,9 +79,7 @@ class CollectiveSave:
                     raise
         info = self._ranks.from_main(info if self._ranks.main else None)
         if isinstance(info, SaveFailed):
-            raise SaveError(
-                f"rank 0 could not save: {info.message}" if not self._ranks.main else info.message
-            )
+            raise info.error(self._ranks.main)
         assert info is not None
         return info
 
@@ -152,7 +154,7 @@ class CollectiveSave:
         assert self._sharded is not None
         tmp = self._shard_folder(step)
         if isinstance(tmp, SaveFailed):
-            raise SaveError(tmp.message if self._ranks.main else f"rank 0 could not save: {tmp.message}")
+            raise tmp.error(self._ranks.main)
         folder = tmp
         future = self._sharded.save_async(folder)  # stages this rank's shards, writes them on a thread
         if not self._ranks.main:
@@ -215,7 +217,7 @@ class CollectiveSave:
                 outcome = flight.result()
         outcome = self._ranks.from_main(outcome if self._ranks.main else None)
         if isinstance(outcome, SaveFailed):
-            raise SaveError(outcome.message if self._ranks.main else f"rank 0: {outcome.message}")
+            raise outcome.error(self._ranks.main)
         return outcome
 
     def abandon(self) -> None:
