@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shlex
 from datetime import datetime, timezone
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,7 @@ from batcher.workflow.launch import (
     slurm_extra,
     srun_tasks,
     stop_signal,
+    task_resources,
     threads,
     uses_srun,
 )
@@ -95,6 +98,58 @@ def test_srun_launcher_starts_one_task_per_rank_across_nodes() -> None:
     assert "srun --nodes=2 --ntasks=4 --ntasks-per-node=2 --cpus-per-task=1 --kill-on-bad-exit=1" in cmd
     assert "RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS" in cmd and "LOCAL_WORLD_SIZE=2" in cmd
     assert srun_tasks(exp, settings)  # Slurm allocates the ranks as tasks
+
+
+class _Resources(dict[str, Any]):
+    """A job's resources as the Slurm plugin reads them (``.get`` and attributes)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self[name]
+
+
+def _sbatch(exp: Experiment, settings: dict[str, Any]) -> list[str]:
+    """The sbatch command that the pinned Slurm plugin builds for a segment of ``exp``, from the
+    resources the rule gives it (None is left out, as Snakemake does)."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    given = {k: v for k, v in task_resources(exp, settings).items() if v is not None}
+    gres = {"gres": f"gpu:{exp.gpus}"} if exp.gpus else {}
+    job = SimpleNamespace(
+        resources=_Resources(given, runtime=14, mem_mb=exp.mem_mb, **gres), threads=threads(exp, settings)
+    )
+    params = {"run_uuid": "u", "slurm_logfile": "l", "comment_str": "c", "account": "", "partition": ""}
+    params["workdir"] = "/w"
+    return shlex.split(get_submit_command(job, params) + set_gres_string(job))
+
+
+@pytest.mark.parametrize(
+    ("nodes", "tasks", "gpus", "layout"),
+    [
+        (2, 2, 0, ["--nodes=2", "--ntasks-per-node=2"]),  # not --ntasks=4: Slurm may place it 3 + 1
+        (2, 2, 2, ["--nodes=2", "--ntasks-per-node=2", "--gres=gpu:2"]),
+        (2, 1, 1, ["--nodes=2", "--ntasks=2", "--gres=gpu:1"]),  # at least one task on each node
+        (1, 2, 2, ["--nodes=1", "--ntasks=2", "--gres=gpu:2"]),
+    ],
+)
+def test_the_slurm_job_is_laid_out_as_its_step(nodes: int, tasks: int, gpus: int, layout: list[str]) -> None:
+    """The job asks for the layout the segment's srun starts (tasks ranks on each of nodes nodes),
+    and GPUs per node: never --ntasks-per-gpu, which the plugin would otherwise derive from the rank
+    count (4 tasks per GPU for 2 nodes x 2 ranks)."""
+    exp, settings = _exp(nodes=nodes, tasks=tasks, gpus=gpus, cpus=3), {"launcher": "srun"}
+    argv = _sbatch(exp, settings)
+    geometry = [a for a in argv if a.startswith(("--nodes", "--ntasks", "--gres", "--cpus"))]
+    assert sorted(geometry) == sorted([*layout, "--cpus-per-task=3"]), argv
+    srun = shlex.split(_command(exp, settings).partition(" exec ")[2])
+    assert f"--ntasks-per-node={tasks}" in srun and f"--nodes={nodes}" in srun
+
+
+def test_a_single_rank_is_an_ordinary_one_task_job() -> None:
+    exp = _exp(gpus=1, cpus=3)
+    assert set(task_resources(exp, {"launcher": "srun"}).values()) == {None}
+    argv = _sbatch(exp, {"launcher": "srun"})
+    geometry = [a for a in argv if a.startswith(("--nodes", "--ntasks", "--gres", "--cpus"))]
+    assert geometry == ["--cpus-per-task=3", "--gres=gpu:1"], argv
 
 
 def test_srun_launcher_runs_a_single_rank_in_a_step_of_its_own() -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "slurm_extra",
     "srun_tasks",
     "stop_signal",
+    "task_resources",
     "threads",
     "uses_srun",
 ]
@@ -107,6 +108,29 @@ def srun_tasks(exp: Experiment, settings: Mapping[str, Any]) -> bool:
     """True when Slurm must allocate the ranks as tasks (Snakemake's ``nodes``/``tasks``/``mpi``
     resources): srun starts more than one rank. A single rank is an ordinary one-task job."""
     return uses_srun(exp, settings) and exp.ranks > 1
+
+
+def task_resources(exp: Experiment, settings: Mapping[str, Any]) -> dict[str, int | str | None]:
+    """Snakemake's ``nodes``, ``tasks``, ``tasks_per_node``, ``tasks_per_gpu`` and ``mpi`` resources:
+    how the Slurm plugin asks for the ranks that the segment's srun starts (all None when it
+    starts one rank or none).
+
+    The job's layout must be the step's, ``exp.tasks`` ranks on each of ``exp.nodes`` nodes. A
+    total alone does not say that: with ``--nodes=2 --ntasks=4`` Slurm may give one node 3 tasks
+    and the other 1, and the step's ``--ntasks-per-node=2`` would not fit. So several ranks on
+    each of several nodes are asked per node. ``tasks_per_gpu=0`` keeps the plugin from turning
+    the rank count into ``--ntasks-per-gpu`` for GPU jobs, whose GPUs are per node (``--gres``).
+    """
+    if not srun_tasks(exp, settings):
+        return dict.fromkeys(("nodes", "tasks", "tasks_per_node", "tasks_per_gpu", "mpi"))
+    per_node = exp.nodes > 1 and exp.tasks > 1
+    return {
+        "nodes": exp.nodes,
+        "tasks": None if per_node else exp.ranks,
+        "tasks_per_node": exp.tasks if per_node else None,
+        "tasks_per_gpu": 0,
+        "mpi": "srun",
+    }
 
 
 def threads(exp: Experiment, settings: Mapping[str, Any]) -> int:

@@ -102,8 +102,13 @@ def slurm_extra(wildcards, attempt):
     return _checked(launch.slurm_extra, exp, config, minutes)
 
 
-def _srun_tasks(wildcards):
-    return _checked(launch.srun_tasks, _experiment(wildcards), config)
+def _task_resource(name):
+    """One of the Slurm task resources of a segment (launch.task_resources)."""
+
+    def resource(wildcards):
+        return _checked(launch.task_resources, _experiment(wildcards), config)[name]
+
+    return resource
 
 
 def segment_threads(wildcards):

@@ -14,13 +14,11 @@ checkpoint segment:
         "../envs/batcher.yaml"
     threads: segment_threads
     resources:
-        nodes=lambda wildcards: (
-            _experiment(wildcards).nodes if _srun_tasks(wildcards) else None
-        ),
-        tasks=lambda wildcards: (
-            _experiment(wildcards).ranks if _srun_tasks(wildcards) else None
-        ),
-        mpi=lambda wildcards: "srun" if _srun_tasks(wildcards) else None,
+        nodes=_task_resource("nodes"),
+        tasks=_task_resource("tasks"),
+        tasks_per_node=_task_resource("tasks_per_node"),
+        tasks_per_gpu=_task_resource("tasks_per_gpu"),
+        mpi=_task_resource("mpi"),
         runtime=runtime_minutes,
         mem_mb=lambda wildcards: _experiment(wildcards).mem_mb,
         gres=lambda wildcards: (
