@@ -74,7 +74,8 @@ if args.report_host:
     import socket
 
     host = socket.gethostname()
-    print(f"rank {rank} of {dist.get_world_size()} on {host} ({socket.gethostbyname(host)})", flush=True)
+    where = f"rank {rank} of {dist.get_world_size()} on {host} ({socket.gethostbyname(host)})"
+    print(f"{where}, local rank {os.environ['LOCAL_RANK']} of {os.environ['LOCAL_WORLD_SIZE']}", flush=True)
 faulty = args.fault_rank in (None, rank)
 if args.fault_once and os.path.exists(args.fault_once):
     args.kill_in_save, args.kill_at_step = False, 0
