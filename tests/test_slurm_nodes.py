@@ -110,13 +110,14 @@ def test_two_node_chain_survives_a_one_node_signal_and_a_kill_in_save(tmp_path: 
     assert losses(tmp_path / "whole") == losses(run)
 
 
-def test_fsdp_run_moves_from_two_nodes_of_two_tasks_to_two_tasks_on_one(tmp_path: Path) -> None:
-    """An FSDP run whose segment 0 ran as 2 nodes x 2 tasks goes on as 1 node x 2 tasks (the
+@pytest.mark.parametrize("tasks", [1, 2], ids=["2x1", "2x2"])
+def test_fsdp_run_moves_from_two_nodes_to_two_tasks_on_one(tmp_path: Path, tasks: int) -> None:
+    """An FSDP run whose segment 0 ran as 2 nodes x 1 or 2 tasks goes on as 1 node x 2 tasks (the
     experiment's resources edited in between; the run folder stays, as its id does not depend
     on resources):
-    1. segment 0's job is laid out as its step: ranks 0 and 1 on tb1, 2 and 3 on tb2, each knowing
-       its local rank;
-    2. the model and optimizer segment 1 starts from (4 shards read by 2 ranks) equal the ones
+    1. segment 0's job is laid out as its step: ranks 0..tasks-1 on tb1, the next ones on tb2, each
+       knowing its local rank;
+    2. the model and optimizer segment 1 starts from (2 or 4 shards read by 2 ranks) equal the ones
        segment 0 saved."""
     dumps = tmp_path / "dumps"
     dumps.mkdir()
@@ -128,8 +129,8 @@ def test_fsdp_run_moves_from_two_nodes_of_two_tasks_to_two_tasks_on_one(tmp_path
             "dump-start": str(dumps / "seg-{segment}.pt"),
             "report-host": True,
         },
-        "length": 4,  # 32 steps per rank on 4 ranks, 64 on 2
-        "resources": {"nodes": 2, "tasks": 2},
+        "length": 2 * tasks,  # 32 steps per rank in segment 0's world, 32 x tasks on 1 node x 2
+        "resources": {"nodes": 2, "tasks": tasks},
     }
     workdir = workflow_copy(tmp_path / "wf", {"f": spec})
     run_id = load_experiments({"policy": "fixed:60s", "experiments": {"f": spec}})["f"].run_id
@@ -149,10 +150,12 @@ def test_fsdp_run_moves_from_two_nodes_of_two_tasks_to_two_tasks_on_one(tmp_path
     assert len(jobs) == len(statuses) and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
     assert jobs[0]["nodes"] == "tb[1-2]" and all(j["nodes"] in ("tb1", "tb2") for j in jobs[1:]), jobs
     steps = _sh("sacct", "-n", "-P", "-j", jobs[0]["id"], "-o", "JobID,NTasks,NodeList").split()
-    assert f"{jobs[0]['id']}.0|4|tb[1-2]" in steps, steps
+    assert f"{jobs[0]['id']}.0|{2 * tasks}|tb[1-2]" in steps, steps
     first_log = (run / "logs" / "seg-0000.log").read_text()
-    for rank, (node, local) in enumerate([("tb1", 0), ("tb1", 1), ("tb2", 0), ("tb2", 1)]):
-        assert f"rank {rank} of 4 on {node} (10.77.0.1{node[-1]}), local rank {local} of 2" in first_log
+    for rank in range(2 * tasks):
+        node, local = rank // tasks + 1, rank % tasks
+        where = f"rank {rank} of {2 * tasks} on tb{node} (10.77.0.1{node}), local rank {local} of {tasks}"
+        assert where in first_log, first_log[-3000:]
     for job in jobs[1:]:  # one job step whose 2 tasks are the ranks, on one node
         steps = _sh("sacct", "-n", "-P", "-j", job["id"], "-o", "JobID,NTasks,AllocCPUS").split()
         (step,) = [s for s in steps if s.startswith(f"{job['id']}.0|")]
