@@ -90,6 +90,7 @@ class Segment:
         self._epoch_len: int | None = None
         self._pending_rng: dict[str, Any] | None = None
         self._finished_loop = self._done = self._closed = self._dirty = False
+        self._done_called = False  # seg.done() was called (it may have failed, e.g. on a full disk)
         self._uses_iterate = self._uses_iterate_this_epoch = False
         self._last_ckpt: CheckpointInfo | None = None
         self._state_size: int | None = None
@@ -169,7 +170,7 @@ class Segment:
     def _at_exit(self) -> None:
         """At interpreter exit: finish a run whose loop ran out without ``seg.done()`` (see
         :func:`batcher.ending.finish_forgotten`)."""
-        if not self._closed and self._finished_loop:
+        if not self._closed and self._finished_loop and not self._done_called:
             finish_forgotten(self.done, say=self._say, can_save=not self._ranks.active)
 
     # -- the loops -------------------------------------------------------------------------------
@@ -391,6 +392,7 @@ class Segment:
             raise NotFinishedError(
                 f"seg.done() called {where}; call it after the `for epoch in seg.range(n)` loop has run to its end"
             )
+        self._done_called = True
         if self._dirty or not self._done:
             self._save()
         else:

@@ -47,3 +47,22 @@ def test_a_crash_after_the_loop_is_not_marked_finished(tmp_path: Path) -> None:
     assert done.returncode == 1 and "evaluation failed" in done.stderr
     assert "the run is not marked finished" in done.stderr
     assert not (run / "status" / "seg-0000.json").exists()
+
+
+def test_a_failed_final_save_is_reported_as_itself(tmp_path: Path) -> None:
+    """seg.done() was called, and its save hit a full disk: the error says so, and nothing claims
+    that the script forgot seg.done()."""
+    script = tmp_path / "full.py"
+    failing_done = (
+        "import errno, batcher.store\n"
+        "def full(*args, **kwargs):\n"
+        "    raise OSError(errno.ENOSPC, 'simulated')\n"
+        "batcher.store._torch_save = full\n"
+        "seg.done()"
+    )
+    script.write_text(SCRIPT.format(after=failing_done))
+    run = tmp_path / "run"
+    out = run_segment(script, [], run)
+    assert out.returncode == 1 and "SaveError" in out.stderr and "disk is full" in out.stderr, out.stderr
+    assert "never called seg.done()" not in out.stderr, out.stderr
+    assert not (run / "status" / "seg-0000.json").exists()

@@ -100,15 +100,29 @@ def test_sigkill_of_one_rank_mid_save_keeps_the_last_checkpoint(
     assert losses(tmp_path / "whole") == losses(tmp_path / "run")
 
 
-def test_a_failed_background_save_stops_every_rank_with_the_save_error(tmp_path: Path) -> None:
-    """Rank 0's second background save hits a full disk: both ranks stop at the same boundary with
-    SaveError (no rank left waiting in a collective), and the first periodic checkpoint is intact."""
-    args = ["--epochs", "2", "--full-disk-at-save", "2"]
-    procs = run_ranks(tmp_path / "run", args, save_every="4 steps")
+@pytest.mark.parametrize(
+    ("save_every", "nth", "what", "kept"),
+    [
+        ("4 steps", "2", "saving step 8 in the background failed", 4),  # the second periodic save
+        ("off", "1", "could not write checkpoint", None),  # seg.done()'s save, made at once
+    ],
+    ids=["background", "final"],
+)
+def test_a_failed_save_stops_every_rank_with_the_save_error(
+    tmp_path: Path, save_every: str, nth: str, what: str, kept: int | None
+) -> None:
+    """Rank 0's save hits a full disk: both ranks stop at the same boundary with SaveError (no rank
+    left waiting in a collective), rank 1's error saying it was rank 0's; the last checkpoint is intact."""
+    args = ["--epochs", "2", "--full-disk-at-save", nth]
+    procs = run_ranks(tmp_path / "run", args, save_every=save_every)
     assert [p.returncode for p in procs] == [1, 1], [p.stderr[-2000:] for p in procs]  # uncaught SaveError
-    assert "saving step 8 in the background failed" in procs[0].stderr and "disk is full" in procs[0].stderr
-    assert "rank 0: saving step 8 in the background failed" in procs[1].stderr
-    assert batcher.load_checkpoint(tmp_path / "run")["step"] == 4
+    assert what in procs[0].stderr and "disk is full" in procs[0].stderr
+    assert f"rank 0: {what}" in procs[1].stderr
+    assert not any("never called seg.done()" in p.stderr for p in procs)  # it was called, and failed
+    if kept is None:
+        assert not list((tmp_path / "run" / "ckpt").glob("step-*"))
+    else:
+        assert batcher.load_checkpoint(tmp_path / "run")["step"] == kept
 
 
 def test_run_of_two_ranks_continues_on_one(tmp_path: Path) -> None:
