@@ -168,3 +168,46 @@ def test_fsdp_run_moves_from_two_nodes_to_two_tasks_on_one(tmp_path: Path, tasks
     assert all(torch.equal(start["model"][k], model[k]) for k in model)
     for name, moments in opt["state"].items():
         assert all(torch.equal(start["optimizer"]["state"][name][m], moments[m]) for m in moments), name
+
+
+def test_a_shard_damaged_on_the_first_node_makes_both_nodes_fall_back(tmp_path: Path) -> None:
+    """An FSDP run of 2 nodes x 1 task whose newest checkpoint has a damaged shard of rank 0 (the
+    rank on tb1): rank 0 finds it by hashing what it reads, rank 1 on tb2 learns it from the ranks'
+    agreement, and both resume from the previous checkpoint, which the resumed model equals."""
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    spec = {
+        "script": "scripts/train_ddp.py",
+        "args": {
+            "fsdp": True,
+            "step-sleep": sleep_per_step(segments=2, budget_s=60, steps=32),
+            "dump-start": str(dumps / "seg-{segment}.pt"),
+        },
+        "length": 2,  # 32 steps per rank
+        "resources": {"nodes": 2, "tasks": 1},
+    }
+    workdir = workflow_copy(tmp_path / "wf", {"f": spec})
+    run_id = load_experiments({"policy": "fixed:60s", "experiments": {"f": spec}})["f"].run_id
+    first = _run(workdir, "save_every=8 steps", options=(f"runs/f/{run_id}/status/seg-0000.json",))
+    assert first.returncode == 0, first.stderr[-4000:]
+    run = workdir / "runs" / "f" / run_id
+    entries = json.loads((run / "ckpt" / "manifest.json").read_text())["checkpoints"]
+    assert len(entries) >= 2, entries
+    older, newest = entries[-2], entries[-1]
+    shard = run / "ckpt" / newest["file"] / "__0_0.distcp"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="fails its"):
+        expected = batcher.load_checkpoint(run)  # the older one, assembled from its shards
+    assert expected["step"] == older["step"]
+    rest = _run(workdir, "save_every=8 steps")
+    assert rest.returncode == 0, rest.stderr[-4000:]
+    assert _statuses(workdir, "f")[-1]["status"] == "done"
+    log = (run / "logs" / "seg-0001.log").read_text()
+    skip = f"skipping checkpoint step {newest['step']}: "
+    assert f"[batcher rank 0] WARNING: {skip}{shard.relative_to(workdir)} fails its" in log, log[-3000:]
+    assert f"[batcher rank 1] WARNING: {skip}another rank found it damaged" in log, log[-3000:]
+    assert f"resumed from checkpoint {older['file']}" in log
+    start = torch.load(dumps / "seg-1.pt", weights_only=True)["model"]
+    assert all(torch.equal(start[k], v) for k, v in expected["objects"]["model"].items())
