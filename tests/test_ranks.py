@@ -262,7 +262,7 @@ def test_nodes_and_tasks_map_to_slurm_and_srun(tmp_path: Path) -> None:
     das5 = dry("profiles/das5")
     assert das5.returncode == 0, das5.stderr[-3000:]
     out = das5.stdout + das5.stderr
-    assert "nodes=2, tasks=4, mpi=srun" in out and "gres=gpu:2" in out
+    assert "nodes=2, tasks_per_node=2, tasks_per_gpu=0, mpi=srun" in out and "gres=gpu:2" in out
     assert "srun --nodes=2 --ntasks=4 --ntasks-per-node=2 --cpus-per-task=1 --kill-on-bad-exit=1" in out
     assert "RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS" in out
     local = dry("profiles/local")
