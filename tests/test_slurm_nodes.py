@@ -125,11 +125,12 @@ def test_fsdp_run_moves_from_two_nodes_to_two_tasks_on_one(tmp_path: Path, tasks
         "script": "scripts/train_ddp.py",
         "args": {
             "fsdp": True,
-            "step-sleep": sleep_per_step(segments=2, budget_s=60, steps=32),
+            "step-sleep": 0.2,
+            "signal-at-step": 12,  # segment 0 ends there, mid-epoch (epoch 0 on 2 ranks, 1 on 4)
             "dump-start": str(dumps / "seg-{segment}.pt"),
             "report-host": True,
         },
-        "length": 2 * tasks,  # 32 steps per rank in segment 0's world, 32 x tasks on 1 node x 2
+        "length": 2,  # 32 steps per rank on 2 ranks, 16 on 4
         "resources": {"nodes": 2, "tasks": tasks},
     }
     workdir = workflow_copy(tmp_path / "wf", {"f": spec})
@@ -180,7 +181,9 @@ def test_a_shard_damaged_on_the_first_node_makes_both_nodes_fall_back(tmp_path: 
         "script": "scripts/train_ddp.py",
         "args": {
             "fsdp": True,
-            "step-sleep": sleep_per_step(segments=2, budget_s=60, steps=32),
+            "step-sleep": 0.2,
+            "signal-at-step": 12,  # segment 0 ends there, with checkpoints of steps 4, 8 and 12
+            "signal-once": str(tmp_path / "signalled"),  # segment 1, resumed from step 8, goes on
             "dump-start": str(dumps / "seg-{segment}.pt"),
         },
         "length": 2,  # 32 steps per rank
@@ -188,12 +191,12 @@ def test_a_shard_damaged_on_the_first_node_makes_both_nodes_fall_back(tmp_path: 
     }
     workdir = workflow_copy(tmp_path / "wf", {"f": spec})
     run_id = load_experiments({"policy": "fixed:60s", "experiments": {"f": spec}})["f"].run_id
-    first = _run(workdir, "save_every=8 steps", options=(f"runs/f/{run_id}/status/seg-0000.json",))
+    first = _run(workdir, "save_every=4 steps", options=(f"runs/f/{run_id}/status/seg-0000.json",))
     assert first.returncode == 0, first.stderr[-4000:]
     run = workdir / "runs" / "f" / run_id
     entries = json.loads((run / "ckpt" / "manifest.json").read_text())["checkpoints"]
-    assert len(entries) >= 2, entries
     older, newest = entries[-2], entries[-1]
+    assert (older["step"], newest["step"]) == (8, 12), entries
     shard = run / "ckpt" / newest["file"] / "__0_0.distcp"
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -201,7 +204,7 @@ def test_a_shard_damaged_on_the_first_node_makes_both_nodes_fall_back(tmp_path: 
     with pytest.warns(UserWarning, match="fails its"):
         expected = batcher.load_checkpoint(run)  # the older one, assembled from its shards
     assert expected["step"] == older["step"]
-    rest = _run(workdir, "save_every=8 steps")
+    rest = _run(workdir, "save_every=4 steps")
     assert rest.returncode == 0, rest.stderr[-4000:]
     assert _statuses(workdir, "f")[-1]["status"] == "done"
     log = (run / "logs" / "seg-0001.log").read_text()

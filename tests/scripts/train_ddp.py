@@ -59,6 +59,12 @@ p.add_argument(
     default="",
     help="a file: a kill creates it first, and no kill fires while it exists (the retried job runs clean)",
 )
+p.add_argument(
+    "--signal-once",
+    default="",
+    help="a file: --signal-at-step creates it as it fires, and does not fire while it exists (a resume "
+    "from before that step does not stop there again)",
+)
 p.add_argument("--report-host", action="store_true", help="print each rank's host name and address")
 p.add_argument(
     "--dump-start",
@@ -77,6 +83,8 @@ if args.report_host:
     where = f"rank {rank} of {dist.get_world_size()} on {host} ({socket.gethostbyname(host)})"
     print(f"{where}, local rank {os.environ['LOCAL_RANK']} of {os.environ['LOCAL_WORLD_SIZE']}", flush=True)
 faulty = args.fault_rank in (None, rank)
+if args.signal_once and os.path.exists(args.signal_once):
+    args.signal_at_step = 0
 if args.fault_once and os.path.exists(args.fault_once):
     args.kill_in_save, args.kill_at_step = False, 0
 if not faulty:
@@ -178,6 +186,8 @@ for epoch in seg.range(args.epochs):
         if args.step_sleep:
             time.sleep(args.step_sleep)
         if args.signal_at_step and seg.values["steps"] == args.signal_at_step:
+            if args.signal_once:
+                open(args.signal_once, "w").close()
             os.kill(os.getpid(), signal.SIGUSR1)
 seg.done()
 dist.destroy_process_group()
