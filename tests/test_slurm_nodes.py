@@ -58,6 +58,34 @@ def _statuses(workdir: Path, exp: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((workdir / "runs" / exp).glob("*/status/seg-*.json"))]
 
 
+def _fsdp_segment_0(
+    tmp_path: Path, resources: dict[str, int], args: dict[str, object], *config: str
+) -> tuple[Path, dict, Path, Path]:
+    """Experiment ``f``: tests/scripts/train_ddp.py under FSDP, 2 epochs (32 steps per rank on 2
+    ranks), 0.2 s a step, signalled at step 12 (segment 0 ends there), dumping the state each segment
+    starts from to dumps/seg-N.pt. Runs segment 0 through Slurm; returns the workflow copy, the
+    experiment's spec, its run folder and the dumps folder."""
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    spec = {
+        "script": "scripts/train_ddp.py",
+        "args": {
+            "fsdp": True,
+            "step-sleep": 0.2,
+            "signal-at-step": 12,
+            "dump-start": str(dumps / "seg-{segment}.pt"),
+            **args,
+        },
+        "length": 2,
+        "resources": resources,
+    }
+    workdir = workflow_copy(tmp_path / "wf", {"f": spec})
+    run_id = load_experiments({"policy": "fixed:60s", "experiments": {"f": spec}})["f"].run_id
+    first = _run(workdir, *config, options=(f"runs/f/{run_id}/status/seg-0000.json",))
+    assert first.returncode == 0, first.stderr[-4000:]
+    return workdir, spec, workdir / "runs" / "f" / run_id, dumps
+
+
 def test_two_node_chain_survives_a_one_node_signal_and_a_kill_in_save(tmp_path: Path) -> None:
     """A chain of 2-node jobs (one rank per node) equals an uninterrupted 2-rank run, although
     1. the stop signal reaches the rank on tb2 only (it signals itself after step 20): both ranks
@@ -119,25 +147,9 @@ def test_fsdp_run_moves_from_two_nodes_to_two_tasks_on_one(tmp_path: Path, tasks
        knowing its local rank;
     2. the model and optimizer segment 1 starts from (2 or 4 shards read by 2 ranks) equal the ones
        segment 0 saved."""
-    dumps = tmp_path / "dumps"
-    dumps.mkdir()
-    spec = {
-        "script": "scripts/train_ddp.py",
-        "args": {
-            "fsdp": True,
-            "step-sleep": 0.2,
-            "signal-at-step": 12,  # segment 0 ends there, mid-epoch (epoch 0 on 2 ranks, 1 on 4)
-            "dump-start": str(dumps / "seg-{segment}.pt"),
-            "report-host": True,
-        },
-        "length": 2,  # 32 steps per rank on 2 ranks, 16 on 4
-        "resources": {"nodes": 2, "tasks": tasks},
-    }
-    workdir = workflow_copy(tmp_path / "wf", {"f": spec})
-    run_id = load_experiments({"policy": "fixed:60s", "experiments": {"f": spec}})["f"].run_id
-    first = _run(workdir, options=(f"runs/f/{run_id}/status/seg-0000.json",))
-    assert first.returncode == 0, first.stderr[-4000:]
-    run = workdir / "runs" / "f" / run_id
+    workdir, spec, run, dumps = _fsdp_segment_0(
+        tmp_path, {"nodes": 2, "tasks": tasks}, {"report-host": True}
+    )  # segment 0 ends at step 12, mid-epoch (epoch 0 on 2 ranks, 1 on 4: 16 steps per rank)
     saved = batcher.load_checkpoint(run)
     assert not saved["done"]
     (workdir / "config.yaml").write_text(
@@ -175,25 +187,12 @@ def test_a_shard_damaged_on_the_first_node_makes_both_nodes_fall_back(tmp_path: 
     """An FSDP run of 2 nodes x 1 task whose newest checkpoint has a damaged shard of rank 0 (the
     rank on tb1): rank 0 finds it by hashing what it reads, rank 1 on tb2 learns it from the ranks'
     agreement, and both resume from the previous checkpoint, which the resumed model equals."""
-    dumps = tmp_path / "dumps"
-    dumps.mkdir()
-    spec = {
-        "script": "scripts/train_ddp.py",
-        "args": {
-            "fsdp": True,
-            "step-sleep": 0.2,
-            "signal-at-step": 12,  # segment 0 ends there, with checkpoints of steps 4, 8 and 12
-            "signal-once": str(tmp_path / "signalled"),  # segment 1, resumed from step 8, goes on
-            "dump-start": str(dumps / "seg-{segment}.pt"),
-        },
-        "length": 2,  # 32 steps per rank
-        "resources": {"nodes": 2, "tasks": 1},
-    }
-    workdir = workflow_copy(tmp_path / "wf", {"f": spec})
-    run_id = load_experiments({"policy": "fixed:60s", "experiments": {"f": spec}})["f"].run_id
-    first = _run(workdir, "save_every=4 steps", options=(f"runs/f/{run_id}/status/seg-0000.json",))
-    assert first.returncode == 0, first.stderr[-4000:]
-    run = workdir / "runs" / "f" / run_id
+    workdir, _, run, dumps = _fsdp_segment_0(
+        tmp_path,
+        {"nodes": 2, "tasks": 1},
+        {"signal-once": str(tmp_path / "signalled")},  # segment 1, resumed from step 8, goes on
+        "save_every=4 steps",
+    )  # segment 0 ends at step 12 with checkpoints of steps 4, 8 and 12
     entries = json.loads((run / "ckpt" / "manifest.json").read_text())["checkpoints"]
     older, newest = entries[-2], entries[-1]
     assert (older["step"], newest["step"]) == (8, 12), entries
