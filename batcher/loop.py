@@ -24,7 +24,7 @@ from batcher.ending import at_script_end, finish_forgotten
 from batcher.errors import BatcherError, NotFinishedError
 from batcher.lock import RunLock
 from batcher.metrics import MetricLog
-from batcher.position import EpochReplay, Position, loader_length, resume_notice
+from batcher.position import EpochReplay, Position, is_loader, loader_length, resume_notice
 from batcher.ranks import Ranks
 from batcher.report import Report
 from batcher.saving import CollectiveSave
@@ -185,7 +185,7 @@ class Segment:
         if self._pending_rng is not None:
             restore_rng(self._pending_rng)
             self._pending_rng = None
-        self._check(next_kind="batch" if self._uses_iterate else "epoch")
+        self._check(next_kinds=("batch",) if self._uses_iterate else ("epoch",), first=True)
         while self._pos.epoch < stop:
             yield self._pos.epoch
             self._pos.epoch += 1
@@ -195,7 +195,7 @@ class Segment:
                 self._pos.step += 1
             self._uses_iterate_this_epoch = False
             if self._pos.epoch < stop:
-                self._boundary("epoch", next_kind="batch" if self._uses_iterate else "epoch")
+                self._boundary("epoch", next_kinds=("batch",) if self._uses_iterate else ("epoch",))
             else:  # the loop is over: done() saves next, no reason to stop here
                 self._dirty = True
                 self._pos.tick += 1
@@ -221,11 +221,17 @@ class Segment:
             yield item
             self._pos.batch += 1
             self._pos.step += 1
-            last = self._epoch_len is not None and self._pos.batch >= self._epoch_len
-            self._boundary("batch", next_kind="epoch" if last else "batch")
+            left = None if self._epoch_len is None else self._epoch_len - self._pos.batch
+            if left is not None and left <= 0:
+                # the epoch's batches are done, its tail (the code after this loop) runs next:
+                # no stop or save before it reaches seg.range's boundary, or a resume would run
+                # that tail again with no batch (the tail's time was in the last prediction)
+                self._boundary("batch", next_kinds=("epoch",), hold=True)
+            else:
+                self._boundary("batch", next_kinds=("batch", "epoch") if left == 1 else ("batch",))
 
     # -- boundaries: measure, decide, stop -------------------------------------------------------
-    def _boundary(self, kind: str, *, next_kind: str) -> None:
+    def _boundary(self, kind: str, *, next_kinds: tuple[str, ...], hold: bool = False) -> None:
         now = self._clock()
         # this segment's first step (compile, workers, caches) is kept apart
         self._stop_decision.measured(
@@ -234,16 +240,22 @@ class Segment:
         self._last_boundary = now
         self._pos.tick += 1
         self._dirty = True
-        self._check(next_kind=next_kind, now=now)
+        if not hold:  # the same on every rank: the ranks' epochs are equally long
+            self._check(next_kinds=next_kinds, now=now)
 
     def _size(self) -> int:
+        """The next checkpoint's size, for the save-time prediction: the last one's, else the
+        tensors of every object but the loaders. A loader is never asked: a StatefulDataLoader's
+        ``state_dict()`` before its epoch begins starts the epoch's iterator there and then, which
+        draws its seeds from the global RNG earlier than the run without a deadline would."""
         if self._state_size is None:
-            self._state_size = state_bytes(save_objects(self._stateful))
+            sized = {k: v for k, v in self._stateful.items() if not is_loader(v)}
+            self._state_size = state_bytes(save_objects(sized))
         return self._state_size
 
-    def _check(self, *, next_kind: str, now: float | None = None) -> None:
+    def _check(self, *, next_kinds: tuple[str, ...], now: float | None = None, first: bool = False) -> None:
         now = self._clock() if now is None else now
-        verdict = self._stop_decision.check(now, next_kind, self._size)
+        verdict = self._stop_decision.check(now, next_kinds, self._size, first=first)
         code = max(verdict.code, self._background_code(now))
         agreed = self._ranks.agree_stop(code)
         if agreed == FAILED:

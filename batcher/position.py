@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 
 from batcher.state import capture_rng, restore_rng
 
-__all__ = ["EpochReplay", "Position", "loader_length", "resume_notice", "skipping_iter"]
+__all__ = ["EpochReplay", "Position", "is_loader", "loader_length", "resume_notice", "skipping_iter"]
 
 T = TypeVar("T")
 
@@ -53,10 +53,12 @@ class EpochReplay:
         self._resume_rng: dict[str, Any] | None = None  # the restored epoch's, used once
         self._live_at_start = self._live_now = False
         self._resume_live = False
+        self._restored = False  # a checkpoint was loaded and no epoch's batches began since
 
     def resume_from(self, epoch_rng: dict[str, Any] | None, *, loader_live: bool = False) -> None:
         self._resume_rng = epoch_rng
         self._resume_live = loader_live
+        self._restored = True
 
     def begin(self, skip: int) -> dict[str, Any] | None:
         """Enter an epoch's batches with ``skip`` of them done: put back the RNG state the
@@ -79,16 +81,19 @@ class EpochReplay:
         """An iterator over ``loader``'s batches with the first ``skip`` already done: a plain
         loader is replayed from the epoch's starting RNG state and skipped; a loader with its own
         ``state_dict()`` (``self_resuming``) was restored already and starts where it stopped."""
+        restored, self._restored = self._restored, False
         if self_resuming:
             self.forget_resume()
-            if not skip:
+            if not (skip or restored):
                 return iter(loader)
-            # it resumes from its own state; what starting it draws from the global RNG (a
-            # StatefulDataLoader's worker seed) was drawn before the checkpoint in the run it resumes
+            # It takes up its restored state first (a StatefulDataLoader builds the iterator it
+            # saved, drawing a worker seed from the global RNG): the run it resumes drew that
+            # before the checkpoint, so the RNG is put back. Restored at an epoch's end, it then
+            # starts the next epoch afresh, drawing what the uninterrupted run drew there.
             now = capture_rng()
-            it = iter(loader)
+            loader.state_dict()  # type: ignore[attr-defined]
             restore_rng(now)
-            return it
+            return iter(loader)
         current = self.begin(skip)
         restarted = self._resume_live and _starts_persistent_workers(loader)
         self._resume_live = False
@@ -245,3 +250,11 @@ def loader_length(loader: Iterable[Any]) -> int | None:
         return len(loader)  # type: ignore[arg-type]
     except TypeError:
         return None
+
+
+def is_loader(obj: Any) -> bool:
+    """True for a checkpointed object that hands out data (iterable, and no torch module: a
+    ``Sequential`` is iterable too): its ``state_dict()`` is only asked for to save it."""
+    from torch import nn
+
+    return hasattr(obj, "__iter__") and not isinstance(obj, nn.Module)

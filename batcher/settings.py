@@ -19,6 +19,7 @@ from pathlib import Path
 
 from batcher.errors import BatcherError
 from batcher.layout import RunLayout
+from batcher.manifest import read_manifest
 from batcher.periodic import DEFAULT_SAVE_EVERY, SaveEvery
 from batcher.signals import DEFAULT_STOP_SIGNALS, parse_signals
 from batcher.status import read_status
@@ -121,7 +122,11 @@ def _segment_index(env: Mapping[str, str], run: RunLayout) -> int:
             return int(raw)
         except ValueError:
             raise BatcherError(f"BATCHER_SEGMENT={raw!r} is not an integer") from None
+    # started by hand: one more than the segments that reported, and than the segment that made
+    # the newest checkpoint (a segment killed after a periodic save reported nothing)
     try:
-        return sum(1 for p in run.statuses() if read_status(p) is not None)
+        reported = sum(1 for p in run.statuses() if read_status(p) is not None)
     except OSError:
-        return 0
+        reported = 0
+    entries, _ = read_manifest(run.ckpt)
+    return max([reported, *(e.segment + 1 for e in entries or [])])

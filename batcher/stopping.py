@@ -8,7 +8,7 @@ out of that history. It decides; the segment loop agrees the verdict across rank
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -96,13 +96,20 @@ class StopDecision:
         return self.batch_time.median() or self.epoch_time.median()
 
     # -- the decision ----------------------------------------------------------------------------
-    def check(self, now: float, next_kind: str, state_size: Callable[[], int]) -> Verdict:
-        """This process's verdict at a boundary before a step of ``next_kind``.
+    def check(
+        self, now: float, next_kinds: Sequence[str], state_size: Callable[[], int], *, first: bool = False
+    ) -> Verdict:
+        """This process's verdict at a boundary before ``next_kinds``: what runs before the next
+        boundary where the loop may stop (a ``batch``; the last batch of an epoch and its
+        ``epoch`` tail, between which no stop may fall).
 
         A signal stops at once, unless it is Slurm's warning for a known end (then the re-read
-        end time becomes the deadline). Else the deadline stops when the next step (a high
-        quantile of recent step times) plus the next save (measured, scaled by ``state_size()``)
-        plus the margin would end after it.
+        end time becomes the deadline). Else the deadline stops when what runs next (each part a
+        high quantile of its recent durations, see :class:`DurationEstimator`) plus the next save
+        (measured, scaled by ``state_size()``) plus the margin would end after it: a step begins
+        only when it and a save are predicted to end ``margin_s`` before the deadline. The
+        segment's ``first`` step is judged by its typical (median) duration instead, so that one
+        slow step measured before cannot stop every later segment from starting.
         """
         received = self.signals.received
         if received and self._slurm_warning is not None:
@@ -122,8 +129,12 @@ class StopDecision:
             return Verdict(SIGNAL, f"signal {received}")
         if self.deadline.at is None:
             return Verdict(NO_STOP)
-        step = (self.batch_time if next_kind == "batch" else self.epoch_time).predict() or 0.0
+        step = sum(self._predict(kind, typical=first) for kind in next_kinds)
         save = self.save_time.predict(state_size())
         if now + step + save + self.margin_s > self.deadline.at:
             return Verdict(DEADLINE, "deadline", step, save)
         return Verdict(NO_STOP, "", step, save)
+
+    def _predict(self, kind: str, *, typical: bool) -> float:
+        estimator = self.batch_time if kind == "batch" else self.epoch_time
+        return (estimator.typical() if typical else estimator.predict()) or 0.0

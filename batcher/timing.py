@@ -12,11 +12,16 @@ __all__ = ["DurationEstimator", "SaveEstimator"]
 class DurationEstimator:
     """A high quantile of the recent durations: robust to one slow outlier, wary of slow tails.
 
-    With fewer than 10 samples the maximum is used (the first steps of a job are the least known).
+    With fewer than 10 samples the maximum is used (the first steps of a job are the least known),
+    except for one value alone more than ``OUTLIER`` times the median of at least three others
+    (a step that met a loaded machine once): it is taken as transient, or one slow step would hold
+    every prediction at its length until ten more were measured. :meth:`typical` is the median.
     A segment's first step (``warm_up``: ``torch.compile``, loader workers, caches) is kept apart:
     it is the prediction only while nothing else was measured, and never enters the history, so
     one compile per segment cannot pile up in the window and cut every later slot short.
     """
+
+    OUTLIER = 4.0
 
     def __init__(self, window: int = 64, quantile: float = 0.9, history: Iterable[float] = ()) -> None:
         self._values: deque[float] = deque(history, maxlen=window)
@@ -44,16 +49,25 @@ class DurationEstimator:
             return self._warm_up
         ordered = sorted(self._values)
         if len(ordered) < 10:
+            rest = ordered[:-1]
+            if len(rest) >= 3 and ordered[-1] > self.OUTLIER * _median(rest) >= rest[-1]:
+                return rest[-1]  # one outlier alone; a second one would be a slow tail
             return ordered[-1]
         index = min(len(ordered) - 1, math.ceil(self._quantile * len(ordered)) - 1)
         return ordered[index]
 
     def median(self) -> float | None:
-        if not self._values:
-            return None
-        ordered = sorted(self._values)
-        mid = len(ordered) // 2
-        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        return _median(sorted(self._values)) if self._values else None
+
+    def typical(self) -> float | None:
+        """The median of the measured durations (the warm-up while none is): what a step takes
+        when nothing unusual happens."""
+        return self.median() if self._values else self._warm_up
+
+
+def _median(ordered: list[float]) -> float:
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 class SaveEstimator:

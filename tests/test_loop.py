@@ -346,49 +346,61 @@ def test_compiled_and_plain_modules_resume_each_other(
     assert torch.equal(plain.weight, net.weight) and torch.equal(plain.bias, net.bias)
 
 
-def test_a_stop_after_the_last_batch_is_not_reported_as_complete(tmp_path: Path, clock: FakeClock) -> None:
+def test_a_stop_asked_at_an_epochs_last_batch_comes_after_the_epochs_tail(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A signal at the last batch of an epoch: the code after the inner loop (the epoch's tail)
+    runs once, the stop comes at seg.range's boundary; at the last epoch the run finishes."""
     seg, _, opt = _make(tmp_path, clock)
+    tails = []
     with pytest.raises(batcher.SegmentStopped):
-        for _ in seg.range(2):
+        for epoch in seg.range(2):
             for i in seg.iterate(range(5)):
                 opt.step()
-                if seg.epoch == 1 and i == 4:
-                    os.kill(os.getpid(), signal.SIGUSR1)  # stop at the boundary after the last batch
+                if i == 4:
+                    os.kill(os.getpid(), signal.SIGUSR1)
+            tails.append(epoch)
     status = _status(tmp_path, 0)
-    assert status["status"] == "unfinished" and status["batch"] == 5
-    assert 0.99 <= status["progress"] < 1.0
-    seg, _, _ = _make(tmp_path, clock)
-    list(seg.range(2))
+    assert tails == [0] and status["status"] == "unfinished"
+    assert (status["epoch"], status["batch"], status["step"]) == (1, 0, 5)
+    seg, _, opt = _make(tmp_path, clock)
+    for epoch in seg.range(2):
+        for i in seg.iterate(range(5)):
+            opt.step()
+            if i == 4:
+                os.kill(os.getpid(), signal.SIGUSR1)  # the run's last batch: it finishes
+        tails.append(epoch)
     seg.done()
+    assert tails == [0, 1] and _status(tmp_path, 1)["status"] == "done"
     assert _status(tmp_path, 1)["progress"] == 1.0
 
 
 def test_one_step_numbering_in_file_names_status_log_and_metrics(tmp_path: Path, clock: FakeClock) -> None:
-    """A checkpoint is named by the step the status, the log and the metrics call it; a save that
-    adds no step (the end of an epoch after its last batch) gets the next free name of that step."""
+    """A checkpoint is named by the step the status, the log and the metrics call it."""
     out = io.StringIO()
     seg = batcher.segment(run_dir=tmp_path / "run", values={}, clock=clock, out=out, progress_every_s=0)
     with pytest.raises(batcher.SegmentStopped):
         for _ in seg.range(2):
             for i in seg.iterate(range(5)):
                 seg.log(i=i)
-                if i == 4:
-                    os.kill(os.getpid(), signal.SIGUSR1)  # stop after the epoch's last batch
+                if i == 3:
+                    os.kill(os.getpid(), signal.SIGUSR1)
     first = _status(tmp_path, 0)
-    assert first["step"] == 5 and first["checkpoint"]["file"].endswith("/step-000000005.pt")
+    assert first["step"] == 4 and first["checkpoint"]["file"].endswith("/step-000000004.pt")
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]  # the step each row was logged in
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]  # the step each row was logged in
     seg = batcher.segment(run_dir=tmp_path / "run", values={}, clock=clock, out=out, progress_every_s=0)
-    assert "resumed from checkpoint step-000000005.pt (epoch 0, batch 5, step 5)" in out.getvalue()
+    assert "resumed from checkpoint step-000000004.pt (epoch 0, batch 4, step 4)" in out.getvalue()
     with pytest.raises(batcher.SegmentStopped):
         for _ in seg.range(2):
-            os.kill(os.getpid(), signal.SIGUSR1)  # the epoch's end comes next: a save at step 5 again
-            for _ in seg.iterate(range(5)):
-                pass
+            for i in seg.iterate(range(5)):
+                seg.log(i=i)
+                if seg.epoch == 1:
+                    os.kill(os.getpid(), signal.SIGUSR1)
     second = _status(tmp_path, 1)
-    assert second["step"] == 5 and second["epoch"] == 1
-    assert second["checkpoint"]["file"].endswith("/step-000000005.1.pt")
-    assert batcher.load_checkpoint(tmp_path / "run")["file"].endswith("step-000000005.1.pt")
+    assert second["step"] == 6 and second["epoch"] == 1
+    assert second["checkpoint"]["file"].endswith("/step-000000006.pt")
+    assert batcher.load_checkpoint(tmp_path / "run")["file"].endswith("step-000000006.pt")
     seg = batcher.segment(run_dir=tmp_path / "run", values={}, clock=clock, out=out, progress_every_s=0)
     for _ in seg.range(2):
         for i in seg.iterate(range(5)):

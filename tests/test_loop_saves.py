@@ -152,10 +152,10 @@ def test_a_stop_waits_for_the_write_in_flight_and_is_not_taken_for_a_short_slot(
     seg, model, opt, _ = _make(tmp_path, clock, save_every=2, store=store)
     timer = threading.Timer(0.2, release.set)
     timer.start()
-    _train(seg, model, opt, clock, epochs=1, batches=2, step_s=1.0)  # the save of step 2 is in flight
-    seg.done()  # waits for it; nothing new to save
+    _train(seg, model, opt, clock, epochs=1, batches=3, step_s=1.0)  # the save of step 2 is in flight
+    seg.done()  # waits for it, then saves the final state
     timer.join()
-    assert _steps(tmp_path) == [2, 2]  # the periodic one, then the final state (done) as step-2.1
+    assert _steps(tmp_path) == [2, 3]  # the periodic one, then the final state (done)
     status = json.loads((tmp_path / "run" / "status" / "seg-0000.json").read_text())
     assert status["status"] == "done"
 

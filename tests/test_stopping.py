@@ -30,16 +30,16 @@ def test_deadline_stops_when_the_next_step_and_save_would_not_fit() -> None:
     stop.saved(1.0, 1000)
     size = lambda: 1000  # noqa: E731
     # next step 2 s, save 1.5 x 1 s + 0.2 s, margin 5 s: stop once fewer than 8.7 s remain
-    assert stop.check(T0 + 91.0, "batch", size).code == NO_STOP
-    verdict = stop.check(T0 + 91.5, "batch", size)
+    assert stop.check(T0 + 91.0, ("batch",), size).code == NO_STOP
+    verdict = stop.check(T0 + 91.5, ("batch",), size)
     assert verdict.code == DEADLINE and verdict.step_s == 2.0 and abs(verdict.save_s - 1.7) < 1e-9
 
 
 def test_no_deadline_never_stops_and_a_signal_always_does() -> None:
     stop, _ = _decision(None)
-    assert stop.check(T0, "batch", lambda: 0).code == NO_STOP
+    assert stop.check(T0, ("batch",), lambda: 0).code == NO_STOP
     stop.signals.received = "SIGUSR1"
-    assert stop.check(T0, "batch", lambda: 0).code == SIGNAL
+    assert stop.check(T0, ("batch",), lambda: 0).code == SIGNAL
 
 
 def test_the_history_carries_measurements_but_not_warm_up_steps() -> None:
@@ -58,6 +58,6 @@ def test_slurms_own_warning_moves_the_deadline_instead_of_stopping() -> None:
     warning = SlurmWarning.from_env(env, run=lambda argv, timeout_s: end.isoformat())
     stop, said = _decision(None, warning=warning)
     stop.signals.received = "SIGURG"
-    verdict = stop.check(T0, "batch", lambda: 0)  # 80 s before the end: inside lead + 35 s
+    verdict = stop.check(T0, ("batch",), lambda: 0)  # 80 s before the end: inside lead + 35 s
     assert verdict.code != SIGNAL and stop.deadline.at == T0 + 80
     assert stop.deadline.source == "Slurm end time (re-read)" and "Slurm's warning" in said[0]
