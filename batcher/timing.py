@@ -13,7 +13,7 @@ class DurationEstimator:
     """A high quantile of the recent durations: robust to one slow outlier, wary of slow tails.
 
     With fewer than 10 samples the maximum is used (the first steps of a job are the least known),
-    except for one value alone more than ``OUTLIER`` times the median of at least three others
+    except for one value alone more than ``OUTLIER`` times the median of at least two others
     (a step that met a loaded machine once): it is taken as transient, or one slow step would hold
     every prediction at its length until ten more were measured. :meth:`typical` is the median.
     A segment's first step (``warm_up``: ``torch.compile``, loader workers, caches) is kept apart:
@@ -50,7 +50,7 @@ class DurationEstimator:
         ordered = sorted(self._values)
         if len(ordered) < 10:
             rest = ordered[:-1]
-            if len(rest) >= 3 and ordered[-1] > self.OUTLIER * _median(rest) >= rest[-1]:
+            if len(rest) >= 2 and ordered[-1] > self.OUTLIER * _median(rest) >= rest[-1]:
                 return rest[-1]  # one outlier alone; a second one would be a slow tail
             return ordered[-1]
         index = min(len(ordered) - 1, math.ceil(self._quantile * len(ordered)) - 1)

@@ -87,6 +87,30 @@ def test_step_longer_than_slot_is_an_error_not_a_loop(tmp_path: Path, clock: Fak
         _train(seg, opt, clock, epochs=1, batches=100, step_s=20.0)
 
 
+def test_one_slow_step_does_not_wedge_the_chain(tmp_path: Path, clock: FakeClock) -> None:
+    """#27: 6 s steps, one of them 60 s (a loaded machine), then 30 s slots: the typical step and
+    a save fit, the slow one does not. Before, every later segment refused to start."""
+    seg, _, opt = _make(tmp_path, clock, margin_s=2.0)
+    durations = iter([6.0, 6.0, 6.0, 60.0])  # the first is the segment's warm-up, kept apart
+    with pytest.raises(batcher.SegmentStopped):
+        for _ in seg.range(1):
+            for _ in seg.iterate(range(1000)):
+                clock.advance(next(durations))
+                opt.step()
+                if seg.step == 3:  # after the fourth step
+                    os.kill(os.getpid(), signal.SIGUSR1)
+    steps = [_status(tmp_path, 0)["step"]]
+    for n in range(1, 4):
+        seg, _, opt = _make(tmp_path, clock, margin_s=2.0, time_limit="30s")
+        with pytest.raises(batcher.SegmentStopped):
+            _train(seg, opt, clock, epochs=1, batches=1000, step_s=6.0)
+        status = _status(tmp_path, n)
+        assert status["stop_reason"] == "deadline"
+        assert status["deadline"] >= status["ended"]  # stopped in time
+        steps.append(status["step"])
+    assert steps[0] == 4 and all(b - a >= 3 for a, b in zip(steps, steps[1:])), steps
+
+
 def test_deadline_already_past_at_start(tmp_path: Path, clock: FakeClock) -> None:
     with pytest.raises(SlotTooShortError, match=r"only -10.0s remain"):
         seg, _, opt = _make(tmp_path, clock, deadline=f"@{clock.now - 10}")

@@ -35,6 +35,38 @@ def test_deadline_stops_when_the_next_step_and_save_would_not_fit() -> None:
     assert verdict.code == DEADLINE and verdict.step_s == 2.0 and abs(verdict.save_s - 1.7) < 1e-9
 
 
+def test_a_step_begins_only_when_it_and_a_save_end_a_margin_before_the_deadline() -> None:
+    """#27: a step predicted at 40 s was begun with 19.8 s left. Steps of 40 s, a 1 s save
+    (predicted 1.7 s), a 5 s margin: a step begins with 46.7 s left, not with 46.6 s or 19.8 s;
+    before an epoch's last batch, the batch and the epoch's tail (after it) count together."""
+    stop, _ = _decision(T0 + 100)
+    for _ in range(12):
+        stop.measured("batch", 40.0, first=False)
+        stop.measured("epoch", 10.0, first=False)
+    stop.saved(1.0, 1000)
+    size = lambda: 1000  # noqa: E731
+    assert stop.check(T0 + 100 - 46.7, ("batch",), size).code == NO_STOP
+    assert stop.check(T0 + 100 - 46.6, ("batch",), size).code == DEADLINE
+    assert stop.check(T0 + 100 - 19.8, ("batch",), size).code == DEADLINE
+    assert stop.check(T0 + 100 - 56.7, ("batch", "epoch"), size).code == NO_STOP
+    verdict = stop.check(T0 + 100 - 56.6, ("batch", "epoch"), size)
+    assert verdict.code == DEADLINE and verdict.step_s == 50.0
+
+
+def test_a_segments_first_step_is_judged_by_the_typical_step() -> None:
+    """One step 10x slower than the rest among few measurements: the later steps of a segment are
+    predicted conservatively, its first by the median, so a slot that holds the usual step
+    always makes progress (SlotTooShortError then means the typical step does not fit)."""
+    stop, _ = _decision(T0 + 100)
+    for seconds in (6.0, 60.0):
+        stop.measured("batch", seconds, first=False)
+    stop.saved(1.0, 1000)
+    size = lambda: 1000  # noqa: E731
+    left = T0 + 100 - 45.0  # 45 s: the 33 s median fits with the save and margin, 60 s does not
+    assert stop.check(left, ("batch",), size).code == DEADLINE
+    assert stop.check(left, ("batch",), size, first=True).code == NO_STOP
+
+
 def test_no_deadline_never_stops_and_a_signal_always_does() -> None:
     stop, _ = _decision(None)
     assert stop.check(T0, ("batch",), lambda: 0).code == NO_STOP

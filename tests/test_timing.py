@@ -33,6 +33,8 @@ def test_one_transient_outlier_among_few_samples_does_not_set_the_prediction() -
     assert est.typical() == pytest.approx(5.9)
     carried = DurationEstimator(history=est.history())  # the same in the next segment
     assert carried.predict() == 6.0
+    two = DurationEstimator(history=[5.8, 5.9, 57.8])
+    assert two.predict() == 5.9
     few = DurationEstimator(history=[5.8, 57.8])  # too few to tell: the maximum, the median typical
     assert few.predict() == 57.8 and few.typical() == pytest.approx(31.8)
 
