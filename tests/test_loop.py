@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import signal
@@ -108,7 +109,7 @@ def test_one_slow_step_does_not_wedge_the_chain(tmp_path: Path, clock: FakeClock
         assert status["stop_reason"] == "deadline"
         assert status["deadline"] >= status["ended"]  # stopped in time
         steps.append(status["step"])
-    assert steps[0] == 4 and all(b - a >= 3 for a, b in zip(steps, steps[1:])), steps
+    assert steps[0] == 4 and all(b - a >= 3 for a, b in itertools.pairwise(steps)), steps
 
 
 def test_deadline_already_past_at_start(tmp_path: Path, clock: FakeClock) -> None:
