@@ -67,6 +67,7 @@ class Segment:
         store: CheckpointStore,
     ) -> None:
         self.settings, self.values = settings, dict(values)
+        self._given_values = dict(values)  # what a checkpoint's values replace, not add to
         self.run_dir, self.experiment, self.index = settings.run.root, settings.experiment, settings.segment
         self._ranks = Ranks()
         self._stateful = {k: v for k, v in objects.items() if hasattr(v, "state_dict")}
@@ -132,7 +133,10 @@ class Segment:
         saved = TrainingState.decode(state, where=where)
         load_sharded(self._sharded, saved.sharded_dir, where=where)
         load_objects(self._replicated, saved.objects, where=where)
-        self.values.update(load_values(saved.values, self.values))
+        # a newer checkpoint may have been applied before its hash failed: nothing of it stays
+        self.values.clear()
+        self.values.update(self._given_values)
+        self.values.update(load_values(saved.values, self._given_values))
         self._pos = saved.pos
         self._start_step, self._start_tick = self._pos.step, self._pos.tick
         self._pending_rng, epoch_rng = saved.rng_of(self._ranks.rank)

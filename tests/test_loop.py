@@ -112,6 +112,34 @@ def test_one_slow_step_does_not_wedge_the_chain(tmp_path: Path, clock: FakeClock
     assert steps[0] == 4 and all(b - a >= 3 for a, b in itertools.pairwise(steps)), steps
 
 
+def test_nothing_from_a_rejected_checkpoint_reaches_the_run(tmp_path: Path, clock: FakeClock) -> None:
+    """#27: a checkpoint is applied while its hash is checked; when it then fails, the previous
+    one is applied instead, and a value only the rejected one had must not survive."""
+    seg, _, opt = _make(tmp_path, clock, values={"a": 0}, save_every="1 steps")
+    with pytest.raises(batcher.SegmentStopped):
+        for _ in seg.range(1):
+            for _ in seg.iterate(range(10)):
+                opt.step()
+                seg.values["a"] = seg.step + 1
+                if seg.step + 1 == 3:  # the step-3 checkpoint alone has "b"
+                    seg.values["b"] = "from-step-3"
+                    os.kill(os.getpid(), signal.SIGUSR1)
+    ckpt = tmp_path / "run" / "ckpt"
+    newest = ckpt / "step-000000003.pt"
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 1  # the file still loads; only its hash tells
+    newest.write_bytes(bytes(data))
+    out = io.StringIO()
+    model = nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    seg = batcher.segment(
+        run_dir=tmp_path / "run", values={"a": 0}, clock=clock, out=out, model=model, optimizer=opt
+    )
+    assert "skipping checkpoint step 3" in out.getvalue()
+    assert seg.step == 2 and seg.values == {"a": 2}
+    seg._close()
+
+
 def test_deadline_already_past_at_start(tmp_path: Path, clock: FakeClock) -> None:
     with pytest.raises(SlotTooShortError, match=r"only -10.0s remain"):
         seg, _, opt = _make(tmp_path, clock, deadline=f"@{clock.now - 10}")
