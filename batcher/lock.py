@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import time
 from pathlib import Path
 from typing import IO
 
@@ -28,10 +29,13 @@ def is_locked(path: Path) -> bool:
 
 
 class RunLock:
-    """Hold ``<run>/lock`` while training; a second process fails fast, a dead holder's lock is free."""
+    """Hold ``<run>/lock`` while training; a second process fails within ``wait_s``, a dead
+    holder's lock is free. The short wait lets a probe (``batcher status``'s :func:`is_locked`
+    holds the lock for a moment) pass instead of failing a starting segment."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, wait_s: float = 3.0) -> None:
         self.path = path
+        self.wait_s = wait_s
         self._f: IO[str] | None = None
 
     def acquire(self) -> RunLock:
@@ -43,9 +47,7 @@ class RunLock:
                 f"cannot create lock file {self.path}: {exc.strerror or exc}; make the run folder "
                 "writable or choose another with BATCHER_RUN_DIR"
             ) from exc
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock_within(f, self.wait_s):
             f.seek(0)
             holder = f.read().strip() or "unknown process"
             f.close()
@@ -65,3 +67,15 @@ class RunLock:
             fcntl.flock(self._f.fileno(), fcntl.LOCK_UN)
             self._f.close()
             self._f = None
+
+
+def _lock_within(f: IO[str], wait_s: float) -> bool:
+    until = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= until:
+                return False
+            time.sleep(0.02)
