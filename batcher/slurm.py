@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -22,12 +23,15 @@ def parse_signal_spec(spec: str, *, default_lead_s: int = 60) -> tuple[str, int]
     """Read an sbatch ``--signal`` value (``URG@60``, ``B:USR1@90``, ``SIGURG``) as
     (``SIGURG``, 60): the signal's full name and its lead in seconds.
 
-    Raises :class:`ValueError` for a lead that is not a whole number.
+    Raises :class:`ValueError` for a signal this system does not have or a lead that is not a
+    whole number.
     """
     name, _, lead = spec.strip().removeprefix("B:").partition("@")
     name = name.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
+    if name not in signal.Signals.__members__:
+        raise ValueError(f"no signal named {name}")
     return name, int(lead) if lead else default_lead_s
 
 

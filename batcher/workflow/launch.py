@@ -58,12 +58,19 @@ def stop_signal(settings: Mapping[str, Any], minutes: int) -> str:
     spec = str(settings.get("stop_signal", DEFAULT_STOP_SIGNAL))
     try:
         name, lead_s = parse_signal_spec(spec)
-    except ValueError:
+    except ValueError as exc:
         raise ConfigError(
-            f"stop_signal={spec!r}: write a signal and a lead in seconds, e.g. URG@60"
+            f"stop_signal={spec!r}: {exc}; write a signal name and a lead in seconds, e.g. URG@60"
         ) from None
     batch = "B:" if spec.strip().startswith("B:") else ""  # to the batch shell, not the job steps
     return f"{batch}{name.removeprefix('SIG')}@{max(min(lead_s, minutes * 60 // 3), 1)}"
+
+
+def stop_signals(settings: Mapping[str, Any], minutes: int) -> str:
+    """``BATCHER_SIGNALS``: the signals the job stops on, the profile's ``stop_signal`` among them
+    (else it would kill the job without a save)."""
+    name = "SIG" + stop_signal(settings, minutes).removeprefix("B:").partition("@")[0]
+    return ",".join(dict.fromkeys([*DEFAULT_STOP_SIGNALS, name]))
 
 
 def save_every(settings: Mapping[str, Any]) -> str:
@@ -157,7 +164,7 @@ def segment_command(
         "BATCHER_SEGMENT": str(segment),
         "BATCHER_EXPERIMENT": exp.name,
         "BATCHER_POLICY": policy_to_spec(exp.policy),
-        "BATCHER_SIGNALS": ",".join(DEFAULT_STOP_SIGNALS),
+        "BATCHER_SIGNALS": stop_signals(settings, minutes),
         "BATCHER_SLURM_SIGNAL": stop_signal(settings, minutes),
         "OMP_NUM_THREADS": str(exp.cpus if exp.ranks > 1 else threads),  # per rank
     }

@@ -20,8 +20,9 @@ from batcher.workflow.experiments import experiments_from
 
 def _load_experiments():
     try:
-        # a bad save_every is refused now, not at the first submission
+        # a bad save_every or stop_signal is refused now, not at the first submission
         launch.save_every(config)
+        launch.stop_signal(config, 60)
         return experiments_from(
             config,
             config_files=[Path(f) for f in workflow.configfiles],
