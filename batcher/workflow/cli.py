@@ -14,8 +14,9 @@ from batcher.errors import BatcherError
 from batcher.layout import RunLayout
 from batcher.policy import policy_from_spec
 from batcher.timespec import format_duration, parse_deadline
-from batcher.workflow.experiments import Experiment, experiments_from, read_config_text
+from batcher.workflow.experiments import Experiment, experiments_from
 from batcher.workflow.progress import experiment_progress
+from batcher.workflow.sources import EffectiveConfig, profile_settings_files, resolve_config
 
 __all__ = ["main"]
 
@@ -23,14 +24,22 @@ __all__ = ["main"]
 _DESCRIPTION = "torch-batcher: where experiments stand, what a time-limit policy allows, metric curves."
 
 
-def _experiments(config_path: Path, policy_override: str | None) -> dict[str, Experiment]:
-    try:
-        text = config_path.read_text()
-    except FileNotFoundError:
-        raise BatcherError(
-            f"no config at {config_path}; run in the workflow folder or pass --config PATH"
-        ) from None
-    config = read_config_text(text)
+def _effective(args: argparse.Namespace) -> EffectiveConfig:
+    """The settings the jobs use (batcher.workflow.sources), with the profile ``--profile`` names;
+    says on stderr which ones were used."""
+    config_path = Path(args.config)
+    if not config_path.is_file():
+        raise BatcherError(f"no config at {config_path}; run in the workflow folder or pass --config PATH")
+    profile = profile_settings_files(Path(args.profile)) if args.profile else []
+    effective = resolve_config(config_file=config_path, profile_files=profile)
+    used = f"profile {args.profile}" if args.profile else "no profile (pass --profile profiles/<name>)"
+    print(f"settings: {used}; {effective.describe('policy')}", file=sys.stderr)
+    return effective
+
+
+def _experiments(args: argparse.Namespace, policy_override: str | None) -> dict[str, Experiment]:
+    config_path = Path(args.config)
+    config = dict(_effective(args).config)
     if policy_override is not None:
         config["policy"] = policy_override
     return experiments_from(config, config_files=[config_path], workflow_dir=config_path.parent)
@@ -50,7 +59,7 @@ def _local(iso: str | None) -> str:
 
 def _status(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
-    exps = _experiments(config_path, args.policy)
+    exps = _experiments(args, args.policy)
     now = _at(args.at)
     rows = [experiment_progress(e, root=config_path.parent, now=now) for e in exps.values()]
     if args.json:
@@ -98,8 +107,7 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 def _policy(args: argparse.Namespace) -> int:
     spec: Any = args.policy
     if spec is None:
-        config = Path(args.config)
-        spec = read_config_text(config.read_text()).get("policy", "das5") if config.is_file() else "das5"
+        spec = _effective(args).config.get("policy", "das5") if Path(args.config).is_file() else "das5"
     policy = policy_from_spec(spec)
     at = _at(args.at)
     tz = getattr(policy, "tz", None)
@@ -128,7 +136,7 @@ def _plot(args: argparse.Namespace) -> int:
     from batcher.workflow.plots import plot_run, plot_summary
 
     config_path = Path(args.config)
-    exps = _experiments(config_path, None)
+    exps = _experiments(args, None)
     out = Path(args.out)
     runs = {}
     for e in exps.values():
@@ -150,9 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     config_help = "the workflow's config.yaml (default: %(default)s)"
+    profile_help = (
+        "the Snakemake profile the workflow runs with, e.g. profiles/das5: its settings (policy, "
+        "...) count before config.yaml's, as in the workflow"
+    )
     at_help = "ISO time with offset, e.g. 2026-11-27T19:59+01:00, or a duration from now, e.g. 12h"
     st = sub.add_parser("status", help="experiments from config.yaml: state, progress, ETA")
     st.add_argument("--config", default="config.yaml", help=config_help)
+    st.add_argument("--profile", help=profile_help)
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.add_argument("--policy", help="simulate the ETA under this policy (default: the config's)")
     st.add_argument("--at", help="pretend it is this time for the ETA: " + at_help + " (default: now)")
@@ -160,8 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     po.add_argument("--policy", help="spec such as das5, fixed:15m (default: the config's, else das5)")
     po.add_argument("--at", help=at_help + " (default: now)")
     po.add_argument("--config", default="config.yaml", help=config_help)
+    po.add_argument("--profile", help=profile_help)
     pl = sub.add_parser("plot", help="metric curves per experiment with segment boundaries, and a summary")
     pl.add_argument("--config", default="config.yaml", help=config_help)
+    pl.add_argument("--profile", help=profile_help)
     pl.add_argument("--out", default="results/plots", help="folder for the PNG files (default: %(default)s)")
     pl.add_argument("--metric", default="loss", help="metric compared in summary.png")
     args = p.parse_args(argv)

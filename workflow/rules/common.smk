@@ -16,6 +16,25 @@ from batcher.layout import (
 from batcher.workflow import launch
 from batcher.workflow.chain import final_segment
 from batcher.workflow.experiments import experiments_from
+from batcher.workflow.sources import resolve_config
+
+
+def _effective_config():
+    """Profile settings, then config.yaml, then --config (batcher.workflow.sources): Snakemake
+    itself lets a profile's configfile override config.yaml."""
+    try:
+        return resolve_config(
+            config_file=Path("config.yaml"),
+            profile_files=[Path(f) for f in workflow.config_settings.configfiles],
+            overrides=dict(workflow.config_settings.config),
+        )
+    except BatcherError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+_EFFECTIVE = _effective_config()
+config.clear()
+config.update(_EFFECTIVE.config)
 
 
 def _load_experiments():
