@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from batcher.sharded import full_sharded_state
-from batcher.state import load_values
+from batcher.state import load_values, uncompiled
 from batcher.store import REST, CheckpointStore
 
 __all__ = ["load_checkpoint", "whole_state"]
@@ -17,7 +17,8 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     """Return the newest good checkpoint of ``run_dir`` as ``{"objects", "values", "epoch", "step", "done"}``.
 
     ``objects`` maps the names given to ``batcher.segment(...)`` to their state dicts, so
-    ``model.load_state_dict(load_checkpoint("runs/exp")["objects"]["model"])`` restores the weights.
+    ``model.load_state_dict(load_checkpoint("runs/exp")["objects"]["model"])`` restores the weights
+    (into the plain model also when the run trained a ``torch.compile``d one).
     ``file`` names the checkpoint used; when newer ones failed their checks, ``problems`` says
     why and a warning is issued, as a resumed segment reports it.
     Raises :class:`FileNotFoundError` when the run has no checkpoint yet.
@@ -32,7 +33,7 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     if "sharded_dir" in state:  # FSDP: put the shards back together
         state = {**state, "objects": {**state["objects"], **full_sharded_state(Path(state["sharded_dir"]))}}
     return {
-        "objects": state["objects"],
+        "objects": {name: uncompiled(obj) for name, obj in state["objects"].items()},
         "values": load_values(state["values"], {}),
         "epoch": state["pos"]["epoch"],
         "step": state["pos"]["step"],

@@ -24,6 +24,7 @@ __all__ = [
     "save_objects",
     "save_values",
     "state_bytes",
+    "uncompiled",
 ]
 
 
@@ -134,6 +135,14 @@ def _as_compiled_or_not(obj: Any, saved: Any) -> Any:
         return {k.removeprefix(_COMPILED): v for k, v in saved.items()}
     if {_COMPILED + k for k in keys} == current:
         return {_COMPILED + k: v for k, v in saved.items()}
+    return saved
+
+
+def uncompiled(saved: Any) -> Any:
+    """A module's state dict saved from a ``torch.compile``d model with the ``_orig_mod.`` prefix
+    taken off its keys, so that it loads into the plain model; anything else as it is."""
+    if isinstance(saved, Mapping) and saved and all(str(k).startswith(_COMPILED) for k in saved):
+        return {k.removeprefix(_COMPILED): v for k, v in saved.items()}
     return saved
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 
 from batcher.errors import PolicyError, TimeSpecError
 
@@ -88,12 +88,14 @@ def _parse_text(text: str, what: str) -> timedelta:
     return timedelta(seconds=total)
 
 
-def parse_deadline(text: str, *, now: datetime, what: str = "deadline") -> datetime:
+def parse_deadline(
+    text: str, *, now: datetime, what: str = "deadline", zone: tzinfo | None = None
+) -> datetime:
     """Return the aware instant that ``text`` names.
 
     ``text`` is an ISO 8601 time (``2026-11-27T20:00``, ``2026-11-27T20:00+01:00``; without an
-    offset it is read in the machine's local time zone), ``@<unix seconds>``, or a duration
-    (``15m``) counted from ``now``.
+    offset it is read in ``zone``, else in the machine's local time zone), ``@<unix seconds>``,
+    or a duration (``15m``) counted from ``now``.
     """
     s = text.strip()
     if s.startswith("@"):
@@ -111,8 +113,8 @@ def parse_deadline(text: str, *, now: datetime, what: str = "deadline") -> datet
                 f"{what}: cannot read {text!r}; give an ISO time such as "
                 f"'2026-11-27T20:00+01:00', '@<unix seconds>', or a duration such as '15m'"
             ) from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # naive: the machine's local time, as squeue prints it
+    if when.tzinfo is None:  # naive: in ``zone``, else the machine's local time, as squeue prints it
+        when = when.replace(tzinfo=zone) if zone is not None else when.astimezone()
     return when
 
 

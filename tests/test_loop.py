@@ -397,6 +397,10 @@ def test_compiled_and_plain_modules_resume_each_other(
     seg = batcher.segment(run_dir=tmp_path / "run", model=second, clock=clock, out=io.StringIO())
     plain = second if compiled_first else second._orig_mod  # type: ignore[union-attr]
     assert torch.equal(plain.weight, net.weight) and torch.equal(plain.bias, net.bias)
+    seg._close()
+    fresh = nn.Linear(3, 2)  # load_checkpoint gives the plain module's keys either way (#27)
+    fresh.load_state_dict(batcher.load_checkpoint(tmp_path / "run")["objects"]["model"])
+    assert torch.equal(fresh.weight, net.weight)
 
 
 def test_a_stop_asked_at_an_epochs_last_batch_comes_after_the_epochs_tail(

@@ -165,3 +165,30 @@ def test_status_shows_a_stuck_run_and_why(tmp_path: Path, capsys: pytest.Capture
     assert main(["status", "--config", str(tmp_path / "config.yaml")]) == 0
     captured = capsys.readouterr()
     assert "stuck" in captured.out and "slow: stuck:" in captured.err
+
+
+def test_progress_is_rounded_down_so_100_percent_means_finished() -> None:
+    from batcher.workflow.cli import _percent
+
+    assert _percent(39.9 / 40) == "99%" and _percent(1.0) == "100%" and _percent(0.5) == "50%"
+    assert _percent(0.29) == "29%"  # 0.29 * 100 is 28.999... in floating point
+
+
+def test_at_without_an_offset_is_read_in_the_policys_zone_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#27: it was read as UTC silently (an hour off for DAS-5 in winter)."""
+    assert main(["policy", "--policy", "das5", "--at", "2026-11-27T19:59"]) == 0
+    shown = capsys.readouterr()
+    assert "at          Fri 2026-11-27 19:59 CET" in shown.out and "14m 00s" in shown.out
+    assert "no UTC offset given, read in the policy's time zone, Europe/Amsterdam" in shown.err
+    assert main(["policy", "--policy", "das5", "--at", "2026-11-27T19:59+01:00"]) == 0
+    assert "no UTC offset" not in capsys.readouterr().err
+
+
+def test_at_takes_a_duration_into_the_past(capsys: pytest.CaptureFixture[str]) -> None:
+    """#27: `--at -5h` failed in argparse (taken for an option)."""
+    assert main(["policy", "--policy", "fixed:5m", "--at", "-5h"]) == 0
+    assert "time limit  5m 00s" in capsys.readouterr().out
+    assert main(["policy", "--policy", "fixed:5m", "--at", "-soon"]) == 2
+    assert "--at: cannot read '-soon'" in capsys.readouterr().err

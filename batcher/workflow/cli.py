@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from batcher.errors import BatcherError
 from batcher.layout import RunLayout
 from batcher.policy import policy_from_spec
-from batcher.timespec import format_duration, parse_deadline
+from batcher.timespec import format_duration, parse_deadline, parse_duration
 from batcher.workflow.experiments import Experiment, experiments_from
 from batcher.workflow.progress import experiment_progress
 from batcher.workflow.sources import EffectiveConfig, profile_settings_files, resolve_config
@@ -45,10 +46,25 @@ def _experiments(args: argparse.Namespace, policy_override: str | None) -> dict[
     return experiments_from(config, config_files=[config_path], workflow_dir=config_path.parent)
 
 
-def _at(text: str | None) -> datetime:
-    """The instant ``--at`` names (ISO time, ``@unix`` or a duration from now); now without it."""
+def _at(text: str | None, zone: str | None = None) -> datetime:
+    """The instant ``--at`` names: an ISO time (without an offset, in the policy's time ``zone``,
+    else the machine's; said on stderr), ``@unix``, or a duration from now (``12h``, ``-5h``)."""
     now = datetime.now(timezone.utc)
-    return now if text is None else parse_deadline(text, now=now, what="--at")
+    if text is None:
+        return now
+    text = text.strip()
+    if text.startswith("-") and text[1:2].isdigit():
+        return now - parse_duration(text[1:], what="--at")
+    tz = ZoneInfo(zone) if zone else None
+    at = parse_deadline(text, now=now, what="--at", zone=tz)
+    try:
+        naive = datetime.fromisoformat(text).tzinfo is None
+    except ValueError:  # @unix or a duration
+        naive = False
+    if naive:
+        where = f"the policy's time zone, {zone}" if zone else f"this machine's time zone, {at:%Z}"
+        print(f"--at {text}: no UTC offset given, read in {where}", file=sys.stderr)
+    return at
 
 
 def _local(iso: str | None) -> str:
@@ -60,7 +76,8 @@ def _local(iso: str | None) -> str:
 def _status(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
     exps = _experiments(args, args.policy)
-    now = _at(args.at)
+    zones = {getattr(e.policy, "tz", None) for e in exps.values()} - {None}
+    now = _at(args.at, zones.pop() if len(zones) == 1 else None)
     rows = [experiment_progress(e, root=config_path.parent, now=now) for e in exps.values()]
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=1))
@@ -71,7 +88,7 @@ def _status(args: argparse.Namespace) -> int:
             r.experiment,
             r.state,
             str(r.segments),
-            f"{r.epoch:g}/{r.length} ({100 * r.progress:.0f}%)",
+            f"{r.epoch:g}/{r.length} ({_percent(r.progress)})",
             r.last_stop or "-",
             format_duration(r.useful_s_per_segment) if r.useful_s_per_segment else "-",
             ("finished " if r.state == "done" else "") + _local(r.eta),
@@ -85,6 +102,11 @@ def _status(args: argparse.Namespace) -> int:
     if not any(r.segments for r in rows):
         print("no segment has run yet: start the workflow with snakemake --profile profiles/<name>")
     return 0
+
+
+def _percent(progress: float) -> str:
+    """Rounded down: 39.9 of 40 epochs is 99 %, not 100 % (which says finished)."""
+    return f"{int(100 * progress + 1e-9)}%"
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -109,11 +131,9 @@ def _policy(args: argparse.Namespace) -> int:
     if spec is None:
         spec = _effective(args).config.get("policy", "das5") if Path(args.config).is_file() else "das5"
     policy = policy_from_spec(spec)
-    at = _at(args.at)
     tz = getattr(policy, "tz", None)
+    at = _at(args.at, tz)
     if tz:  # show the policy's own wall clock
-        from zoneinfo import ZoneInfo
-
         at = at.astimezone(ZoneInfo(tz))
     if policy is None:
         print("policy 'none': no time limit")
@@ -179,6 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     pl.add_argument("--profile", help=profile_help)
     pl.add_argument("--out", default="results/plots", help="folder for the PNG files (default: %(default)s)")
     pl.add_argument("--metric", default="loss", help="metric compared in summary.png")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(argv[:-1]):  # `--at -5h`: argparse would take -5h for an option
+        if arg == "--at" and argv[i + 1].startswith("-"):
+            argv[i : i + 2] = [f"--at={argv[i + 1]}"]
+            break
     args = p.parse_args(argv)
     try:
         return int({"status": _status, "policy": _policy, "plot": _plot}[args.command](args))
