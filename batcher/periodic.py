@@ -27,8 +27,8 @@ from batcher.timespec import format_duration, parse_duration
 __all__ = ["DEFAULT_SAVE_EVERY", "SaveEvery"]
 
 DEFAULT_SAVE_EVERY = "30m"
-_OFF = {"0", "off", "never", "none", "no", "false"}
-_STEPS = re.compile(r"^\s*(\d+)\s*(?:steps?)\s*$", re.IGNORECASE)
+_OFF = {"off", "never", "none", "no", "false"}
+_STEPS = re.compile(r"^\s*(\d+)\s*(?:steps?)?\s*$", re.IGNORECASE)  # "500" too, as the int 500
 _HELP = "write a duration ('30m', '90s', '2h'), a number of steps (500 or '500 steps'), or 'off'"
 
 
@@ -42,26 +42,33 @@ class SaveEvery:
 
     @classmethod
     def parse(cls, value: Any, *, what: str = "save_every") -> SaveEvery:
-        """Read ``"30m"``, ``timedelta``, ``500`` or ``"500 steps"`` (steps), ``"off"``/``0``/``None``."""
+        """Read ``"30m"``, ``timedelta``, ``500``, ``"500"`` or ``"500 steps"`` (steps), ``"off"``/``None``.
+
+        Zero (steps or seconds) is refused: "save every 0" reads as "all the time", not as "never";
+        ``"off"`` says that.
+        """
         if value is None or value is False:
             return cls()
         if isinstance(value, timedelta):
             return cls(seconds=parse_duration(value, what=what).total_seconds())
         if isinstance(value, int) and not isinstance(value, bool):
-            if value < 0:
-                raise BatcherError(f"{what}={value!r} is negative; {_HELP}")
-            return cls(steps=value) if value else cls()
+            if value <= 0:
+                raise BatcherError(f"{what}={value!r} is not a number of steps above 0; {_HELP}")
+            return cls(steps=value)
         if isinstance(value, str):
             text = value.strip().lower()
             if text in _OFF:
                 return cls()
             steps = _STEPS.match(text)
             if steps:
-                return cls(steps=int(steps.group(1))) if int(steps.group(1)) else cls()
+                return cls.parse(int(steps.group(1)), what=what)
             try:
-                return cls(seconds=parse_duration(text, what=what).total_seconds())
+                seconds = parse_duration(text, what=what).total_seconds()
             except BatcherError as exc:
                 raise BatcherError(f"{what}={value!r} cannot be read; {_HELP}") from exc
+            if seconds <= 0:
+                raise BatcherError(f"{what}={value!r} is no interval; {_HELP}")
+            return cls(seconds=seconds)
         raise BatcherError(f"{what}={value!r} is a {type(value).__name__}; {_HELP}")
 
     @property

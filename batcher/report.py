@@ -76,6 +76,12 @@ class Report:
     def too_short(
         self, step_s: float, save_s: float, margin_s: float, left: float, source: str
     ) -> SlotTooShortError:
+        if left < 0:
+            return SlotTooShortError(
+                f"{self.experiment} segment {self.index}: the deadline ({source}) passed "
+                f"{format_duration(-left)} ago, before the first step; check that setting (a time "
+                "in the past, in another time zone or year?), or remove it to run without one."
+            )
         return SlotTooShortError(
             f"{self.experiment} segment {self.index}: no progress possible — the next step takes "
             f"~{step_s:.1f}s and a save ~{save_s:.1f}s, plus the {margin_s:g}s margin, but only "

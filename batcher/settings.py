@@ -36,7 +36,7 @@ class Settings:
     """What one segment runs with, every value resolved."""
 
     run: RunLayout
-    by_hand: bool  # the default run folder: no run_dir, no BATCHER_RUN_DIR
+    by_hand: bool  # not launched by the workflow, in the default run folder or BATCHER_RUN_DIR
     margin_s: float
     keep: int
     signals: tuple[signal.Signals, ...]
@@ -65,7 +65,8 @@ def read_settings(
     ``argv`` (``sys.argv``) names the default run folder after the script. Bad values raise
     :class:`BatcherError` naming the variable and an example of a good one.
     """
-    by_hand = run_dir is None and not env.get("BATCHER_RUN_DIR")
+    # the workflow (BATCHER_SEGMENT) names each run folder by the script's arguments itself
+    by_hand = run_dir is None and not env.get("BATCHER_SEGMENT")
     if run_dir is not None:
         run = RunLayout(Path(run_dir))
     elif env.get("BATCHER_RUN_DIR"):
@@ -74,6 +75,8 @@ def read_settings(
         script = Path(argv[0]).stem if argv and argv[0] not in ("", "-c") else "run"
         run = RunLayout.by_hand(script)
     index = _segment_index(env, run)
+    if margin_s is not None and not margin_s >= 0:
+        raise BatcherError(f"batcher.segment(margin_s={margin_s!r}): the margin must be 0 or more seconds")
     return Settings(
         run=run,
         by_hand=by_hand,

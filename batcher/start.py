@@ -95,7 +95,7 @@ def segment(
         save_every=save_every,
         argv=sys.argv,
     )
-    if settings.by_hand:  # started by hand: one folder per script, whatever its arguments
+    if settings.by_hand:  # started by hand: a folder does not tell arguments apart
         check_command(settings.run.root, sys.argv, env)
     now = clock()
     started = process_start_time() if clock is time.time else datetime.fromtimestamp(now, tz=timezone.utc)

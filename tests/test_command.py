@@ -47,7 +47,12 @@ def test_runs_from_before_the_record_and_other_ranks_do_not_write(tmp_path: Path
     assert not (fresh / FILE).exists()
 
 
-def test_a_script_started_by_hand_with_other_arguments_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("run_dir", [None, "elsewhere/myrun"], ids=["default-folder", "BATCHER_RUN_DIR"])
+def test_a_script_started_by_hand_with_other_arguments_is_refused(
+    tmp_path: Path, run_dir: str | None
+) -> None:
+    """Also in a folder named by BATCHER_RUN_DIR (#27); only the workflow, which names each run
+    folder by the script's arguments, is not checked."""
     script = tmp_path / "train.py"
     script.write_text(
         "import sys, torch, batcher\n"
@@ -59,11 +64,11 @@ def test_a_script_started_by_hand_with_other_arguments_is_refused(tmp_path: Path
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, str(script), *args]
-        return subprocess.run(
-            argv, cwd=tmp_path, env=python_env(), capture_output=True, text=True, timeout=120
-        )
+        env = python_env(**({"BATCHER_RUN_DIR": run_dir} if run_dir else {}))
+        return subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
     assert run("0.1").returncode == 0
     assert run("0.1").returncode == 0  # the same command resumes (here: nothing left to do)
     changed = run("0.01")
-    assert changed.returncode != 0 and "runs/train holds a run started as `train.py 0.1`" in changed.stderr
+    folder = run_dir or "runs/train"
+    assert changed.returncode != 0 and f"{folder} holds a run started as `train.py 0.1`" in changed.stderr

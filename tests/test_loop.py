@@ -141,8 +141,12 @@ def test_nothing_from_a_rejected_checkpoint_reaches_the_run(tmp_path: Path, cloc
 
 
 def test_deadline_already_past_at_start(tmp_path: Path, clock: FakeClock) -> None:
-    with pytest.raises(SlotTooShortError, match=r"only -10.0s remain"):
+    with pytest.raises(SlotTooShortError, match=r"the deadline \(deadline argument\) passed 10.0s ago"):
         seg, _, opt = _make(tmp_path, clock, deadline=f"@{clock.now - 10}")
+        _train(seg, opt, clock, epochs=1, batches=1, step_s=1)
+    # years ago (a wrong year or zone): said in words, not as "-218455521 s remain" (#27)
+    with pytest.raises(SlotTooShortError, match=r"passed \d+d \d\dh \d\dm ago, before the first step"):
+        seg, _, opt = _make(tmp_path, clock, deadline="2020-01-01T00:00+00:00")
         _train(seg, opt, clock, epochs=1, batches=1, step_s=1)
 
 

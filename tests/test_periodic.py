@@ -21,8 +21,7 @@ from batcher.periodic import DEFAULT_SAVE_EVERY, SaveEvery
         ("1step", None, 1),
         ("off", None, None),
         ("never", None, None),
-        ("0", None, None),
-        (0, None, None),
+        ("500", None, 500),  # the form the error message offers, also from the environment (#27)
         (None, None, None),
     ],
 )
@@ -31,11 +30,12 @@ def test_reading(value: object, seconds: float | None, steps: int | None) -> Non
     assert (parsed.seconds, parsed.steps) == (seconds, steps)
 
 
-@pytest.mark.parametrize("bad", ["soon", "500", "-5m", 1.5, -3, True, "5 epochs"])
+@pytest.mark.parametrize("bad", ["soon", "-5m", 1.5, -3, True, "5 epochs", 0, "0", "0 steps", "0s"])
 def test_bad_values_say_how_to_write_them(bad: object) -> None:
     with pytest.raises(BatcherError, match="save_every") as err:
         SaveEvery.parse(bad)
     assert "30m" in str(err.value) or "duration" in str(err.value)
+    assert "'off'" in str(err.value)  # how to turn it off, for a 0 that meant that (#27)
 
 
 def test_due_by_time_and_by_steps() -> None:

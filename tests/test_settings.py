@@ -59,3 +59,32 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None
     with pytest.raises(BatcherError) as info:
         read_settings({"BATCHER_RUN_DIR": "/nonexistent/run", **env})
     assert message in str(info.value)
+
+
+def test_save_every_from_the_environment_takes_a_bare_number_of_steps_and_refuses_zero(
+    tmp_path: Path,
+) -> None:
+    """#27: BATCHER_SAVE_EVERY=500, the form its own error offered, was refused, and =0 turned
+    periodic saves off without a word."""
+    assert read_settings({"BATCHER_SAVE_EVERY": "500"}, run_dir=tmp_path).save_every.steps == 500
+    with pytest.raises(BatcherError, match="BATCHER_SAVE_EVERY=0 .*'off'"):
+        read_settings({"BATCHER_SAVE_EVERY": "0"}, run_dir=tmp_path)
+
+
+def test_a_negative_margin_is_refused_as_an_argument_too(tmp_path: Path) -> None:
+    with pytest.raises(BatcherError, match=r"margin_s=-5\): the margin must be 0 or more"):
+        read_settings({}, run_dir=tmp_path, margin_s=-5)
+    with pytest.raises(BatcherError, match="BATCHER_MARGIN_S='-5' must not be negative"):
+        read_settings({"BATCHER_MARGIN_S": "-5"}, run_dir=tmp_path)
+
+
+def test_a_segment_started_by_hand_after_a_kill_counts_the_killed_ones(tmp_path: Path) -> None:
+    """#27: a segment killed after a periodic save wrote no status; the next one started by hand
+    called itself segment 0 again (every metrics row said "segment": 0)."""
+    from batcher.manifest import CheckpointInfo, write_manifest
+
+    assert read_settings({}, run_dir=tmp_path).segment == 0
+    (tmp_path / "ckpt").mkdir()
+    write_manifest(tmp_path / "ckpt", [CheckpointInfo("step-000000004.pt", 4, 1, "d", 1, 0.0)], keep_note="")
+    assert read_settings({}, run_dir=tmp_path).segment == 2
+    assert read_settings({"BATCHER_SEGMENT": "7"}, run_dir=tmp_path).segment == 7  # the workflow's
