@@ -67,7 +67,7 @@ def test_save_every_from_the_environment_takes_a_bare_number_of_steps_and_refuse
     """#27: BATCHER_SAVE_EVERY=500, the form its own error offered, was refused, and =0 turned
     periodic saves off without a word."""
     assert read_settings({"BATCHER_SAVE_EVERY": "500"}, run_dir=tmp_path).save_every.steps == 500
-    with pytest.raises(BatcherError, match="BATCHER_SAVE_EVERY=0 .*'off'"):
+    with pytest.raises(BatcherError, match=r"BATCHER_SAVE_EVERY=0 .*'off'"):
         read_settings({"BATCHER_SAVE_EVERY": "0"}, run_dir=tmp_path)
 
 
