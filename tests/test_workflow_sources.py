@@ -64,6 +64,11 @@ def test_a_profile_folder_names_its_settings_files_and_a_wrong_folder_says_so(tm
         resolve_config(config_file=tmp_path / "bad.yaml")
     with pytest.raises(ConfigError, match="no config file at"):
         resolve_config(config_file=tmp_path / "missing.yaml")
+    (tmp_path / "twice.yaml").write_text("keep: 2\nmargin_s: 5\nmargin_s: -5\n")
+    with pytest.raises(ConfigError, match=r"twice\.yaml line 3: setting 'margin_s' is given twice"):
+        resolve_config(config_file=tmp_path / "c.yaml", profile_files=[tmp_path / "twice.yaml"])
+    (tmp_path / "empty.yaml").write_text("")
+    assert resolve_config(config_file=tmp_path / "empty.yaml").config == {}
 
 
 def test_snakemake_and_the_cli_use_config_yamls_policy_over_the_profiles(

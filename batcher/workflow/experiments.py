@@ -209,13 +209,15 @@ def experiments_from(
     for path in config_files:
         if path.is_file():
             text = path.read_text()
-            if "experiments" in read_config_text(text):  # also refuses duplicate keys
+            if "experiments" in read_config_text(text, str(path)):  # also refuses duplicate keys
                 source, filename = text, str(path)
     return load_experiments(config, schema=schema, source=source, filename=filename, base_dir=base_dir)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A YAML loader that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+
+    filename = "config.yaml"
 
 
 def _construct_mapping(
@@ -225,10 +227,13 @@ def _construct_mapping(
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
+            where = f"{loader.filename} line {key_node.start_mark.line + 1}"
+            if key_node.start_mark.column == 0:
+                raise ConfigError(f"{where}: setting {key!r} is given twice")
             raise ConfigError(
-                f"config.yaml line {key_node.start_mark.line + 1}: experiment {key!r} is defined twice"
+                f"{where}: experiment {key!r} is defined twice"
                 if isinstance(key, str)
-                else f"config.yaml line {key_node.start_mark.line + 1}: key {key!r} is given twice"
+                else f"{where}: key {key!r} is given twice"
             )
         seen.add(key)
     return dict(loader.construct_mapping(node, deep=deep))
@@ -237,12 +242,15 @@ def _construct_mapping(
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def read_config_text(text: str) -> dict[str, Any]:
+def read_config_text(text: str, filename: str = "config.yaml") -> dict[str, Any]:
     """Parse config YAML, refusing duplicate keys (which plain YAML silently merges)."""
+    loader = type("_Loader", (_UniqueKeyLoader,), {"filename": filename})
     try:
-        doc = yaml.load(text, Loader=_UniqueKeyLoader)
+        doc = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config.yaml is not valid YAML: {exc}") from None
+        raise ConfigError(f"{filename} is not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
-        raise ConfigError("config.yaml must be a mapping with an 'experiments:' key")
+        raise ConfigError(
+            f"{filename} must be a mapping of settings (config.yaml: with an 'experiments:' key)"
+        )
     return doc

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from batcher.errors import ConfigError
+from batcher.workflow.experiments import read_config_text
 
 __all__ = ["EffectiveConfig", "profile_settings_files", "resolve_config"]
 
@@ -44,13 +45,12 @@ class EffectiveConfig:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"no config file at {path}; run in the workflow folder, or fix the path") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if doc is None:
+    if not text.strip():
         return {}
+    doc = yaml.safe_load(text) if path.name in PROFILE_FILES else read_config_text(text, str(path))
     if not isinstance(doc, dict):
         raise ConfigError(f"{path} must be a mapping of settings, not a {type(doc).__name__}")
     return doc
