@@ -125,7 +125,10 @@ class Segment:
         for warning in [*self.deadline.warnings, *(gpu_warnings() if self._ranks.main else [])]:
             self._say(f"WARNING: {warning}")
         self._report.opened(
-            loaded.info.file if loaded else None, self._pos, self.deadline, self._stop_decision.margin_s
+            loaded.info.file if loaded else None,
+            self._pos,
+            self.deadline,
+            self._stop_decision.margin.describe(),
         )
 
     def _restore(self, state: dict[str, Any], info: CheckpointInfo) -> None:

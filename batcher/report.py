@@ -36,9 +36,8 @@ class Report:
     def say(self, message: str) -> None:
         print(f"[batcher{self._rank}] {message}", file=self._out, flush=True)
 
-    def opened(
-        self, checkpoint: str | None, pos: Position, deadline: DeadlineSeconds, margin_s: float
-    ) -> None:
+    def opened(self, checkpoint: str | None, pos: Position, deadline: DeadlineSeconds, margin: str) -> None:
+        """The segment's first line; ``margin`` says the margin in force and where it comes from."""
         where = "fresh start"
         if checkpoint is not None:
             where = f"resumed from checkpoint {checkpoint} (epoch {pos.epoch}, batch {pos.batch}, step {pos.step})"
@@ -47,7 +46,7 @@ class Report:
             at = datetime.fromtimestamp(deadline.at, tz=timezone.utc).astimezone()
             left = format_duration(deadline.at - time.time())
             limit = f"deadline {at:%Y-%m-%d %H:%M:%S %Z} in {left} ({deadline.source})"
-        self.say(f"{self.experiment} segment {self.index}: {where}; {limit}; margin {margin_s:g}s")
+        self.say(f"{self.experiment} segment {self.index}: {where}; {limit}; {margin}")
 
     def progress(
         self, pos: Position, total: int | None, epoch_len: int | None, rate: float, left: float | None
@@ -84,7 +83,7 @@ class Report:
             )
         return SlotTooShortError(
             f"{self.experiment} segment {self.index}: no progress possible — the next step takes "
-            f"~{step_s:.1f}s and a save ~{save_s:.1f}s, plus the {margin_s:g}s margin, but only "
+            f"~{step_s:.1f}s and a save ~{save_s:.1f}s, plus the {margin_s:.1f}s margin, but only "
             f"{left:.1f}s remain before the deadline ({source}). Give jobs more time "
             "(policy or time limit), lower margin_s, or make a step shorter (iterate over batches)."
         )

@@ -24,9 +24,8 @@ from batcher.periodic import DEFAULT_SAVE_EVERY, SaveEvery
 from batcher.signals import DEFAULT_STOP_SIGNALS, parse_signals
 from batcher.status import read_status
 
-__all__ = ["DEFAULT_KEEP", "DEFAULT_MARGIN_S", "DEFAULT_PROGRESS_S", "Settings", "read_settings"]
+__all__ = ["DEFAULT_KEEP", "DEFAULT_PROGRESS_S", "Settings", "read_settings"]
 
-DEFAULT_MARGIN_S = 15.0  # kept free before the deadline
 DEFAULT_KEEP = 2  # checkpoints kept
 DEFAULT_PROGRESS_S = 60.0  # seconds between progress lines in the log
 
@@ -37,7 +36,7 @@ class Settings:
 
     run: RunLayout
     by_hand: bool  # not launched by the workflow, in the default run folder or BATCHER_RUN_DIR
-    margin_s: float
+    margin_s: float | None  # None: learned from the run's prediction errors (batcher.margin)
     keep: int
     signals: tuple[signal.Signals, ...]
     progress_every_s: float
@@ -80,7 +79,7 @@ def read_settings(
     return Settings(
         run=run,
         by_hand=by_hand,
-        margin_s=margin_s if margin_s is not None else _env_float(env, "BATCHER_MARGIN_S", DEFAULT_MARGIN_S),
+        margin_s=margin_s if margin_s is not None else _env_number(env, "BATCHER_MARGIN_S"),
         keep=keep if keep is not None else int(_env_float(env, "BATCHER_KEEP", DEFAULT_KEEP)),
         signals=parse_signals(
             signals if signals is not None else env.get("BATCHER_SIGNALS") or DEFAULT_STOP_SIGNALS
@@ -106,13 +105,18 @@ def _launched(raw: str | None) -> float | None:
 
 
 def _env_float(env: Mapping[str, str], key: str, default: float) -> float:
+    value = _env_number(env, key)
+    return default if value is None else value
+
+
+def _env_number(env: Mapping[str, str], key: str) -> float | None:
     raw = env.get(key)
     if raw is None or raw == "":
-        return default
+        return None
     try:
         value = float(raw)
     except ValueError:
-        raise BatcherError(f"{key}={raw!r} is not a number; write e.g. {key}={default:g}") from None
+        raise BatcherError(f"{key}={raw!r} is not a number; write e.g. {key}=15") from None
     if value < 0:
         raise BatcherError(f"{key}={raw!r} must not be negative")
     return value

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from batcher.deadline import Deadline
+from batcher.margin import LearnedMargin
 from batcher.signals import StopSignals
 from batcher.slurm import SlurmWarning
 from batcher.timing import DurationEstimator, SaveEstimator
@@ -52,19 +53,25 @@ class StopDecision:
         self,
         deadline: DeadlineSeconds,
         *,
-        margin_s: float,
+        margin_s: float | None,
         signals: StopSignals,
         slurm_warning: SlurmWarning | None,
         say: Callable[[str], None],
     ) -> None:
         self.deadline = deadline
-        self.margin_s = margin_s
+        self.margin = LearnedMargin(fixed_s=margin_s)
         self.signals = signals
         self._slurm_warning = slurm_warning
         self._say = say
         self.batch_time = DurationEstimator()
         self.epoch_time = DurationEstimator()
         self.save_time = SaveEstimator()
+        self._predicted: tuple[float, float] | None = None  # (at, seconds) of the step under way
+
+    @property
+    def margin_s(self) -> float:
+        """Seconds kept free before the deadline now (fixed, or learned: :mod:`batcher.margin`)."""
+        return self.margin.seconds
 
     # -- measurements ----------------------------------------------------------------------------
     def measured(self, kind: str, seconds: float, *, first: bool) -> None:
@@ -73,6 +80,8 @@ class StopDecision:
         (estimator.warm_up if first else estimator.add)(seconds)
 
     def saved(self, seconds: float, size: int) -> None:
+        if len(self.save_time.history()):  # a prediction from measurements, not the first guess
+            self.margin.save(self.save_time.predict(size), seconds)
         self.save_time.add(seconds, size)
 
     def history(self) -> dict[str, Any]:
@@ -81,6 +90,7 @@ class StopDecision:
             "batch": self.batch_time.history(),
             "epoch": self.epoch_time.history(),
             "saves": [list(x) for x in self.save_time.history()],
+            "margin": self.margin.history(),
         }
 
     def restore(self, timing: dict[str, Any], saves: list[tuple[float, int]]) -> None:
@@ -89,6 +99,7 @@ class StopDecision:
         self.batch_time = DurationEstimator(history=timing.get("batch", []))
         self.epoch_time = DurationEstimator(history=timing.get("epoch", []))
         self.save_time = SaveEstimator(history=[(float(s), int(n)) for s, n in timing.get("saves", [])])
+        self.margin = LearnedMargin(fixed_s=self.margin.fixed_s, history=timing.get("margin"))
         for seconds, size in saves:
             self.save_time.add(seconds, size)
 
@@ -125,6 +136,10 @@ class StopDecision:
                     "deadline already accounts for it, training on"
                 )
                 received = None
+        if self._predicted is not None:  # how long the step since the last check took, against its prediction
+            at, predicted = self._predicted
+            self.margin.step(predicted, now - at)
+            self._predicted = None
         if received:
             return Verdict(SIGNAL, f"signal {received}")
         if self.deadline.at is None:
@@ -132,7 +147,12 @@ class StopDecision:
         step = sum(self._predict(kind, typical=first) for kind in next_kinds)
         save = self.save_time.predict(state_size())
         if now + step + save + self.margin_s > self.deadline.at:
+            late = now + save - self.deadline.at
+            if late > 0 and not first:  # the step just taken began when it should not have
+                self.margin.overran(late)
             return Verdict(DEADLINE, "deadline", step, save)
+        if step > 0 and not first:  # the segment's first step (compile, workers) teaches nothing
+            self._predicted = (now, step)
         return Verdict(NO_STOP, "", step, save)
 
     def _predict(self, kind: str, *, typical: bool) -> float:

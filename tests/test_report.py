@@ -23,7 +23,7 @@ def _report(tmp_path: Path, out: io.StringIO, rank: int | None) -> Report:
 def test_lines_carry_the_rank_and_say_where_the_run_is(tmp_path: Path) -> None:
     out = io.StringIO()
     report = _report(tmp_path, out, rank=1)
-    report.opened("step-000000012.pt", Position(1, 2, 12, 13), NO_DEADLINE, 15)
+    report.opened("step-000000012.pt", Position(1, 2, 12, 13), NO_DEADLINE, "margin 15s")
     report.stopped("deadline", Position(1, 7, 17, 18), 5, 14.0, 0.5, 1.2)
     lines = out.getvalue().splitlines()
     assert lines[0] == (

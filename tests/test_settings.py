@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from batcher.errors import BatcherError
-from batcher.settings import DEFAULT_KEEP, DEFAULT_MARGIN_S, read_settings
+from batcher.settings import DEFAULT_KEEP, read_settings
 from batcher.status import write_status
 
 
 def test_defaults_and_the_run_folder_named_after_the_script() -> None:
     s = read_settings({}, argv=["/x/train_mnist.py", "--lr", "1"])
     assert s.by_hand and s.run.root == Path("runs/train_mnist")
-    assert (s.margin_s, s.keep) == (DEFAULT_MARGIN_S, DEFAULT_KEEP)
+    assert (s.margin_s, s.keep) == (None, DEFAULT_KEEP)  # None: learned (batcher.margin)
     assert s.signals == (signal.SIGTERM, signal.SIGUSR1, signal.SIGURG)
     assert s.segment == 0 and s.status_file == Path("runs/train_mnist/status/seg-0000.json")
 

@@ -12,7 +12,7 @@ from typing import Any
 from batcher.errors import SlotTooShortError
 from batcher.layout import RunLayout
 from batcher.lock import is_locked
-from batcher.settings import DEFAULT_MARGIN_S
+from batcher.margin import DEFAULT_MARGIN_S
 from batcher.status import SegmentStatus, read_status
 from batcher.workflow.eta import SegmentCost, simulate_finish
 from batcher.workflow.experiments import Experiment
