@@ -23,20 +23,20 @@ from batcher.errors import (
     SlotTooShortError,
     TimeSpecError,
 )
-from batcher.policy import Policy, policy_from_spec
+from batcher.limits.policy import Policy, policy_from_spec
 
 if TYPE_CHECKING:
-    from batcher.checkpoint import load_checkpoint
-    from batcher.loop import Segment, SegmentStopped
-    from batcher.start import segment
+    from batcher.api.loop import Segment, SegmentStopped
+    from batcher.api.start import segment
+    from batcher.ckpt.load_checkpoint import load_checkpoint
 
 # The training loop needs torch; the policies, errors and config checks do not. Importing them
-# lazily keeps `import batcher.policy` (the Snakefile, the CLI) free of the seconds torch takes.
+# lazily keeps `import batcher.limits.policy` (the Snakefile, the CLI) free of the seconds torch takes.
 _LAZY = {
-    "Segment": "batcher.loop",
-    "SegmentStopped": "batcher.loop",
-    "segment": "batcher.start",
-    "load_checkpoint": "batcher.checkpoint",
+    "Segment": "batcher.api.loop",
+    "SegmentStopped": "batcher.api.loop",
+    "segment": "batcher.api.start",
+    "load_checkpoint": "batcher.ckpt.load_checkpoint",
 }
 
 

@@ -33,11 +33,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import batcher
-from batcher.metrics import MetricLog
-from batcher.periodic import DEFAULT_SAVE_EVERY, SaveEvery
-from batcher.ranks import Ranks
-from batcher.saving import CollectiveSave
-from batcher.store import CheckpointStore
+from batcher.ckpt.periodic import DEFAULT_SAVE_EVERY, SaveEvery
+from batcher.ckpt.ranks import Ranks
+from batcher.ckpt.saving import CollectiveSave
+from batcher.ckpt.store import CheckpointStore
+from batcher.run.metrics import MetricLog
 
 OUT = Path(__file__).parent / "results"
 

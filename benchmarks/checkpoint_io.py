@@ -38,8 +38,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from batcher.files import pieces_holding
-from batcher.store import CheckpointStore
+from batcher.ckpt.store import CheckpointStore
+from batcher.run.atomic_files import pieces_holding
 
 OUT = Path(__file__).parent / "results"
 
@@ -153,9 +153,9 @@ def sharded_worker(folder: Path, size_mb: int, reps: int) -> dict[str, float]:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    from batcher.ranks import Ranks
-    from batcher.reading import CheckpointReader
-    from batcher.sharded import ShardedState
+    from batcher.ckpt.ranks import Ranks
+    from batcher.ckpt.reading import CheckpointReader
+    from batcher.ckpt.sharded import ShardedState
 
     dist.init_process_group("gloo")
     torch.manual_seed(0)

@@ -28,7 +28,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import batcher
-from batcher.store import CheckpointInfo, CheckpointStore
+from batcher.ckpt.store import CheckpointInfo, CheckpointStore
 
 OUT = Path(__file__).parent / "results"
 SLOTS = (60.0, 300.0)

@@ -2,7 +2,7 @@
 
 A map-style dataset whose ``__getitem__`` takes 1 ms (as in issue 21), batches of 32, shuffled,
 ``--batches`` batches per epoch. For a plain ``DataLoader`` with 0 and 2 workers (resumed by
-``batcher.position.EpochReplay``: the epoch's shuffle replayed, the done batches' indices drawn
+``batcher.api.replay.EpochReplay``: the epoch's shuffle replayed, the done batches' indices drawn
 and skipped) and torchdata's ``StatefulDataLoader`` with 2 workers (resumed from its own
 ``state_dict()``), the time from "make the epoch's iterator" to "first batch in hand" is measured
 at 10 %, 50 % and 90 % of the epoch and for a fresh start of the same loader, in this same run
@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from batcher.position import EpochReplay
-from batcher.state import capture_rng, restore_rng
+from batcher.api.replay import EpochReplay
+from batcher.ckpt.captured import capture_rng, restore_rng
 
 OUT = Path(__file__).parent / "results"
 BATCH = 32

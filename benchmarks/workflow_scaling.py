@@ -33,7 +33,7 @@ NAIVE = '''
 
 def last_segment(wildcards):
     """The naive chain: ask Snakemake for every segment, one checkpoint evaluation each."""
-    from batcher.status import read_status
+    from batcher.run.status import read_status
 
     exp = EXPERIMENTS[wildcards.exp]
     n = 0

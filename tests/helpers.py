@@ -195,7 +195,7 @@ def checkpoint_state(v: float) -> dict[str, Any]:
 
 def filled_store(tmp_path: Path, count: int = 3, keep: int = 3) -> Any:
     """A checkpoint store in ``tmp_path/ckpt`` holding ``count`` saves (steps 10, 20, ...)."""
-    from batcher.store import CheckpointStore
+    from batcher.ckpt.store import CheckpointStore
 
     store = CheckpointStore(tmp_path / "ckpt", keep=keep)
     for i in range(1, count + 1):

@@ -34,13 +34,13 @@ def test_importing_submodules_does_not_shadow_the_api() -> None:
     import importlib
 
     for module in (
-        "batcher.loop",
-        "batcher.start",
-        "batcher.store",
-        "batcher.checkpoint",
-        "batcher.policy",
+        "batcher.api.loop",
+        "batcher.api.start",
+        "batcher.ckpt.store",
+        "batcher.ckpt.load_checkpoint",
+        "batcher.limits.policy",
         "batcher.workflow.cli",
     ):
         importlib.import_module(module)
-    assert callable(batcher.segment) and batcher.segment.__module__ == "batcher.start"
+    assert callable(batcher.segment) and batcher.segment.__module__ == "batcher.api.start"
     assert callable(batcher.load_checkpoint)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import python_env
 
-from batcher.command import FILE, check_command
 from batcher.errors import BatcherError
+from batcher.run.command import FILE, check_command
 
 
 def test_first_segment_records_and_the_same_command_resumes(tmp_path: Path) -> None:

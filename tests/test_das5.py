@@ -1,4 +1,4 @@
-"""DAS-5's policy: the limit at every hour of the week, DST nights, holidays (batcher/das5.py)."""
+"""DAS-5's policy: the limit at every hour of the week, DST nights, holidays (batcher/limits/das5.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from batcher.das5 import Das5Policy
-from batcher.policy import policy_from_spec, window_end
+from batcher.limits.das5 import Das5Policy
+from batcher.limits.policy import policy_from_spec, window_end
 
 AMS = ZoneInfo("Europe/Amsterdam")
 M = timedelta(minutes=1)

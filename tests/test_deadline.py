@@ -4,10 +4,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from batcher.deadline import resolve_deadline
 from batcher.errors import PolicyError
-from batcher.policy import FixedPolicy
-from batcher.slurm import job_end_time
+from batcher.limits.policy import FixedPolicy
+from batcher.stopping.deadline import resolve_deadline
+from batcher.stopping.slurm import job_end_time
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 

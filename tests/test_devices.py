@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batcher.devices import cuda_arch_problem, gpu_warnings
+from batcher.api.devices import cuda_arch_problem, gpu_warnings
 
 CUDA_128 = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # a current CUDA 12.8 build
 

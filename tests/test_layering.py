@@ -1,9 +1,16 @@
-"""The layering rule, checked on the import graph so that it cannot erode silently.
+"""The layering rules, checked on the import graph so that they cannot erode silently.
 
 - The in-job library (``batcher``, what a train script imports) never imports the workflow side
   (``batcher.workflow``), Snakemake or the executor plugin.
-- The workflow side (``batcher.workflow``) and the format owners it reads through stay torch-free,
-  so the Snakefile and the ``batcher`` command start in a fraction of a second.
+- Its folders are floors, and every import points down (or stays on its floor): ``errors`` and
+  ``job_env`` at the bottom, then ``limits``, ``stopping``, ``run``, ``ckpt``, ``api``, and
+  the package's ``__init__`` on top.
+- The workflow side (``batcher.workflow``, the Snakefile, its rules and scripts) uses only the
+  in-job modules of an allow-list: the format owners and the pure helpers, never the loop.
+- The workflow side and the format owners it reads through stay torch-free, so the Snakefile
+  and the ``batcher`` command start in a fraction of a second.
+
+Relative imports count as the absolute ones they name; imports inside functions count too.
 """
 
 from __future__ import annotations
@@ -25,19 +32,59 @@ def _module(path: Path) -> str:
     return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module ``path`` imports, at any depth of the file (lazy imports included)."""
+def _imports(path: Path, source: str | None = None) -> set[str]:
+    """Every module ``path`` imports, at any depth of the file (lazy imports included), relative
+    imports resolved against the module's package."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    package = _module(path).split(".") if path.name == "__init__.py" else _module(path).split(".")[:-1]
+    for node in ast.walk(ast.parse(source if source is not None else path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            found.add(module)
+            found |= {f"{module}.{alias.name}" for alias in node.names}
     return found
 
 
-IN_JOB = sorted(p for p in PACKAGE.glob("*.py"))
+IN_JOB = sorted(p for p in PACKAGE.rglob("*.py") if WORKFLOW not in p.parents)
+FLOORS = ["errors", "job_env", "limits", "stopping", "run", "ckpt", "api", "__init__"]
+#: what the workflow side may import of the in-job library: format owners and pure helpers
+WORKFLOW_MAY_USE = (
+    "batcher.errors",
+    "batcher.job_env",
+    "batcher.limits.",
+    "batcher.run.",
+    "batcher.ckpt.manifest",
+    "batcher.ckpt.periodic",
+    "batcher.stopping.signals",
+    "batcher.stopping.slurm",
+    "batcher.stopping.margin",
+)
+
+
+def _floor(module: str) -> int:
+    parts = module.split(".")
+    name = parts[1] if len(parts) > 1 else "__init__"
+    return FLOORS.index(name) if name in FLOORS else FLOORS.index("__init__")
+
+
+def test_every_import_of_the_in_job_library_points_down_a_floor_or_stays_on_it() -> None:
+    bad = []
+    for path in IN_JOB:
+        here = _module(path)
+        for target in _imports(path):
+            if target.startswith("batcher.") and _floor(target) > _floor(here):
+                bad.append(f"{here} -> {target}")
+    assert not bad, f"upward imports: {sorted(set(bad))}"
+
+
+def test_the_layering_checks_see_relative_imports() -> None:
+    """The rules above cannot be dodged by writing an import relatively."""
+    found = _imports(PACKAGE / "run" / "layout.py", "from ..api import loop\nfrom . import status\n")
+    assert {"batcher.api.loop", "batcher.run.status"} <= found
+    assert _floor("batcher.api.loop") > _floor("batcher.run.layout")
 
 
 @pytest.mark.parametrize("path", IN_JOB, ids=lambda p: p.name)
@@ -50,16 +97,16 @@ def test_the_workflow_side_and_the_format_owners_import_no_torch() -> None:
     """Imported in a fresh interpreter: torch must not be among the loaded modules afterwards."""
     modules = [_module(p) for p in sorted(WORKFLOW.glob("*.py")) if p.name != "__main__.py"] + [
         "batcher",
-        "batcher.layout",
-        "batcher.status",
-        "batcher.manifest",
-        "batcher.metrics",
-        "batcher.policy",
-        "batcher.timespec",
+        "batcher.run.layout",
+        "batcher.run.status",
+        "batcher.ckpt.manifest",
+        "batcher.run.metrics",
+        "batcher.limits.policy",
+        "batcher.limits.timespec",
         "batcher.errors",
-        "batcher.files",
-        "batcher.lock",
-        "batcher.settings",
+        "batcher.run.atomic_files",
+        "batcher.run.lock",
+        "batcher.api.settings",
     ]
     code = (
         f"import importlib, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
@@ -73,31 +120,43 @@ def test_the_workflow_side_and_the_format_owners_import_no_torch() -> None:
     assert done.stdout.strip() == "", f"torch was imported by {modules}: {done.stdout[:300]}"
 
 
-def test_snakemake_rules_and_scripts_import_only_the_workflow_side_and_format_owners() -> None:
-    """The rules and scripts reach the run folder through the format owners, not around them."""
-    allowed = (
-        "batcher.workflow",
-        "batcher.layout",
-        "batcher.status",
-        "batcher.files",
-        "batcher.metrics",
-        "batcher.errors",
-        "batcher.checkpoint",
-    )  # publish joins FSDP shards (torch) by design
-    sources = [*(ROOT / "workflow" / "rules").glob("*.smk"), *(ROOT / "workflow" / "scripts").glob("*.py")]
+def test_the_workflow_side_uses_only_the_allowed_in_job_modules() -> None:
+    """batcher.workflow, the Snakefile, its rules and scripts reach the run folder through the
+    format owners, never around them, and never through the segment loop."""
+    allowed = ("batcher.workflow", *WORKFLOW_MAY_USE, "batcher.ckpt.load_checkpoint")
+    # (workflow/scripts/publish.py joins FSDP shards with torch, by design)
+    sources = [
+        *sorted(WORKFLOW.glob("*.py")),
+        ROOT / "Snakefile",
+        *(ROOT / "workflow" / "rules").glob("*.smk"),
+        *(ROOT / "workflow" / "scripts").glob("*.py"),
+    ]
+    bad = []
     for path in sources:
-        text = path.read_text()
-        for line in text.splitlines():
+        for line in path.read_text().splitlines():
             stripped = line.strip()
-            if stripped.startswith(("from batcher", "import batcher")):
+            if stripped.startswith(("from batcher", "import batcher", "from .", "from ..")):
                 module = stripped.split()[1]
-                assert module.startswith(allowed), f"{path.name}: {stripped}"
+                if module.startswith("."):  # relative, inside batcher/workflow
+                    module = (
+                        "batcher.workflow" + module[1:]
+                        if not module.startswith("..")
+                        else "batcher." + module[2:]
+                    )
+                if module != "batcher" and not module.startswith(allowed):
+                    bad.append(f"{path.name}: {stripped}")
+                if path.parent == WORKFLOW and module.startswith("batcher.ckpt.load_checkpoint"):
+                    bad.append(f"{path.name}: {stripped} (torch)")
+    assert not bad, bad
 
 
 def test_tests_mirror_modules() -> None:
-    """Every module has its own test file: batcher/x.py -> tests/test_x.py, batcher/workflow/x.py
-    -> tests/test_workflow_x.py (batcher/__init__.py: tests/test_api.py)."""
+    """Every module has its own test file: batcher/<floor>/x.py -> tests/test_x.py (module names
+    are unique across floors), batcher/workflow/x.py -> tests/test_workflow_x.py
+    (batcher/__init__.py: tests/test_api.py)."""
+    stems = [p.stem for p in IN_JOB if p.stem != "__init__"]
+    assert len(stems) == len(set(stems)), "two in-job modules share a name"
     tests = {p.name for p in (ROOT / "tests").glob("test_*.py")}
-    expected = {f"test_{p.stem}.py" for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    expected = {f"test_{p.stem}.py" for p in IN_JOB if p.stem != "__init__"}
     expected |= {f"test_workflow_{p.stem}.py" for p in WORKFLOW.glob("*.py") if not p.stem.startswith("__")}
     assert not sorted(expected - tests), f"modules without a test file: {sorted(expected - tests)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batcher.layout import FINAL_PATTERN, LOG_PATTERN, STATUS_PATTERN, RunLayout
+from batcher.run.layout import FINAL_PATTERN, LOG_PATTERN, STATUS_PATTERN, RunLayout
 
 
 def test_paths_of_a_workflow_run_and_their_patterns_agree() -> None:

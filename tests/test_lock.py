@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from batcher.errors import RunLockedError
-from batcher.lock import RunLock, is_locked
+from batcher.run.lock import RunLock, is_locked
 
 
 def test_a_second_holder_fails_fast_and_status_sees_the_lock(tmp_path: Path) -> None:

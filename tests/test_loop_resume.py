@@ -70,7 +70,7 @@ def test_sigkill_mid_save_keeps_previous_checkpoint(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     before = batcher.load_checkpoint(run)
     killer = (
-        "import os, batcher.store as s; real = s.os.replace\n"
+        "import os, batcher.ckpt.store as s; real = s.os.replace\n"
         "def replace(a, b):\n"
         "    if str(b).endswith('.pt'): os.kill(os.getpid(), 9)\n"
         "    return real(a, b)\n"

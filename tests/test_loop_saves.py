@@ -17,9 +17,9 @@ from conftest import FakeClock
 from torch import nn
 
 import batcher
+from batcher.ckpt.manifest import read_manifest
+from batcher.ckpt.store import CheckpointStore
 from batcher.errors import SaveError
-from batcher.manifest import read_manifest
-from batcher.store import CheckpointStore
 
 
 def _make(tmp_path: Path, clock: FakeClock, **kw):
@@ -208,7 +208,7 @@ def test_ctrl_c_saves_at_the_next_step_and_exits_130_a_second_one_aborts(
 
 _CRASH_WHILE_WRITING = """
 import sys, time, torch, batcher
-from batcher.store import CheckpointStore
+from batcher.ckpt.store import CheckpointStore
 
 def slow(label):
     if label == "checkpoint:before-fsync":
@@ -252,7 +252,7 @@ def test_host_memory_is_set_aside_only_when_a_periodic_save_can_come(
     tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, limit: str | None, prepared: int
 ) -> None:
     """With the 30-minute default a 14-minute job never saves periodically: it allocates nothing."""
-    from batcher.snapshot import HostSnapshot
+    from batcher.ckpt.snapshot import HostSnapshot
 
     calls: list[object] = []
     monkeypatch.setattr(HostSnapshot, "prepare", lambda self, state: calls.append(state))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batcher.manifest import (
+from batcher.ckpt.manifest import (
     MANIFEST,
     CheckpointInfo,
     checkpoint_order,

@@ -14,8 +14,8 @@ from conftest import FakeClock
 from torch import nn
 
 import batcher
-from batcher.margin import DEFAULT_MARGIN_S, FLOOR_S, MIN_STEPS, LearnedMargin
-from batcher.store import CheckpointStore
+from batcher.ckpt.store import CheckpointStore
+from batcher.stopping.margin import DEFAULT_MARGIN_S, FLOOR_S, MIN_STEPS, LearnedMargin
 
 
 def test_no_evidence_is_the_default_a_predictable_run_the_floor_a_surprise_grows_it() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from batcher.metrics import MetricLog, read_metrics
+from batcher.run.metrics import MetricLog, read_metrics
 
 
 def test_resume_drops_rows_after_the_checkpoint_and_counts_on(tmp_path: Path) -> None:

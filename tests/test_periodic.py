@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from batcher.ckpt.periodic import DEFAULT_SAVE_EVERY, SaveEvery
 from batcher.errors import BatcherError
-from batcher.periodic import DEFAULT_SAVE_EVERY, SaveEvery
 
 
 @pytest.mark.parametrize(

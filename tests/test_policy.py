@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from batcher.errors import PolicyError
-from batcher.policy import Das5Policy, FixedPolicy, policy_from_spec, policy_to_spec
+from batcher.limits.policy import Das5Policy, FixedPolicy, policy_from_spec, policy_to_spec
 
 AMS = ZoneInfo("Europe/Amsterdam")
 M = timedelta(minutes=1)
@@ -47,7 +47,7 @@ def test_specs(spec: object, expected: object) -> None:
         ({"name": "das5", "holidays": ["xmas"]}, "holiday 'xmas' is not a date"),
         ({"name": "das5", "tz": "Mars/Base"}, "unknown time zone 'Mars/Base'"),
         ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
-        ("batcher.policy:no_such_function", "has no function 'no_such_function'"),
+        ("batcher.limits.policy:no_such_function", "has no function 'no_such_function'"),
     ],
 )
 def test_bad_specs(spec: object, message: str) -> None:

@@ -1,4 +1,4 @@
-"""Reading checkpoints back: the newest good one, verified before it is trusted (batcher/reading.py)."""
+"""Reading checkpoints back: the newest good one, verified before it is trusted (batcher/ckpt/reading.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 from helpers import checkpoint_state, filled_store
 
+from batcher.ckpt.manifest import CheckpointInfo, write_manifest
+from batcher.ckpt.reading import CheckpointReader
+from batcher.ckpt.store import CheckpointStore
 from batcher.errors import NoUsableCheckpointError
-from batcher.files import ALGORITHMS, checkpoint_size, part_digests, parts_digest
-from batcher.manifest import CheckpointInfo, write_manifest
-from batcher.reading import CheckpointReader
-from batcher.store import CheckpointStore
+from batcher.run.atomic_files import ALGORITHMS, checkpoint_size, part_digests, parts_digest
 
 
 @pytest.mark.parametrize(

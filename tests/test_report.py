@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from batcher.deadline import Deadline
-from batcher.position import Position
-from batcher.report import Report
-from batcher.settings import read_settings
-from batcher.status import read_status
-from batcher.stopping import DeadlineSeconds
+from batcher.api.report import Report
+from batcher.api.settings import read_settings
+from batcher.ckpt.training_state import Position
+from batcher.run.status import read_status
+from batcher.stopping.deadline import Deadline
+from batcher.stopping.decision import DeadlineSeconds
 
 NO_DEADLINE = DeadlineSeconds(Deadline(None, "none", {}, ()))
 

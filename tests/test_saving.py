@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from batcher.ckpt.ranks import Ranks
+from batcher.ckpt.saving import CollectiveSave
+from batcher.ckpt.store import CheckpointStore
 from batcher.errors import SaveError
-from batcher.metrics import MetricLog
-from batcher.ranks import Ranks
-from batcher.saving import CollectiveSave
-from batcher.store import CheckpointStore
+from batcher.run.metrics import MetricLog
 
 
 def test_one_process_saves_through_the_store_after_syncing_the_metric_rows(tmp_path: Path) -> None:

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from batcher.api.settings import DEFAULT_KEEP, read_settings
 from batcher.errors import BatcherError
-from batcher.settings import DEFAULT_KEEP, read_settings
-from batcher.status import write_status
+from batcher.run.status import write_status
 
 
 def test_defaults_and_the_run_folder_named_after_the_script() -> None:
     s = read_settings({}, argv=["/x/train_mnist.py", "--lr", "1"])
     assert s.by_hand and s.run.root == Path("runs/train_mnist")
-    assert (s.margin_s, s.keep) == (None, DEFAULT_KEEP)  # None: learned (batcher.margin)
+    assert (s.margin_s, s.keep) == (None, DEFAULT_KEEP)  # None: learned (batcher.stopping.margin)
     assert s.signals == (signal.SIGTERM, signal.SIGUSR1, signal.SIGURG)
     assert s.segment == 0 and s.status_file == Path("runs/train_mnist/status/seg-0000.json")
 
@@ -81,7 +81,7 @@ def test_a_negative_margin_is_refused_as_an_argument_too(tmp_path: Path) -> None
 def test_a_segment_started_by_hand_after_a_kill_counts_the_killed_ones(tmp_path: Path) -> None:
     """#27: a segment killed after a periodic save wrote no status; the next one started by hand
     called itself segment 0 again (every metrics row said "segment": 0)."""
-    from batcher.manifest import CheckpointInfo, write_manifest
+    from batcher.ckpt.manifest import CheckpointInfo, write_manifest
 
     assert read_settings({}, run_dir=tmp_path).segment == 0
     (tmp_path / "ckpt").mkdir()

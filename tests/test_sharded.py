@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from batcher.ckpt.sharded import ShardedState, load_sharded
 from batcher.errors import CheckpointMismatchError
-from batcher.sharded import ShardedState, load_sharded
 
 
 def test_a_sharded_checkpoint_needs_an_fsdp_script_and_the_other_way_round() -> None:

@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from batcher.errors import BatcherError
-from batcher.signals import StopSignals, parse_signals
+from batcher.stopping.signals import StopSignals, parse_signals
 
 
 def test_names_in_every_spelling() -> None:
@@ -31,7 +31,7 @@ def test_a_segment_never_closed_does_not_keep_ctrl_c_from_the_next(python_ctrl_c
     segment takes Ctrl-C over, and closing it gives Python's own handler back."""
     import signal
 
-    from batcher.signals import StopSignals
+    from batcher.stopping.signals import StopSignals
 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     stale = StopSignals([signal.SIGUSR1]).install()  # never restored

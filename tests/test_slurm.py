@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from batcher.slurm import job_end_time, parse_signal_spec
+from batcher.stopping.slurm import job_end_time, parse_signal_spec
 
 
 def test_signal_specs() -> None:

@@ -8,7 +8,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from batcher.snapshot import HostSnapshot
+from batcher.ckpt.snapshot import HostSnapshot
 
 
 def test_a_snapshot_does_not_see_later_in_place_changes() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from batcher.status import CheckpointRef, SegmentSeconds, SegmentStatus, read_status, write_status
+from batcher.run.status import CheckpointRef, SegmentSeconds, SegmentStatus, read_status, write_status
 
 
 def test_round_trip_keeps_every_field(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ import pytest
 import torch
 from helpers import checkpoint_state, filled_store
 
+from batcher.ckpt.store import CheckpointStore
 from batcher.errors import NoUsableCheckpointError, SaveError
-from batcher.files import PART_CHUNK, file_digest, new_hash, part_digests, parts_digest
-from batcher.store import CheckpointStore
+from batcher.run.atomic_files import PART_CHUNK, file_digest, new_hash, part_digests, parts_digest
 
 
 def test_round_trip_and_keep_last_k(tmp_path: Path) -> None:
@@ -185,12 +185,12 @@ def test_crash_before_a_sharded_commit_leaves_the_previous_checkpoint(tmp_path: 
 def test_save_drops_the_kept_checkpoints_cache_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before writing, the store drops the cached pages of the checkpoints it keeps (so the
     writer gets just-freed memory); their data stays on disk and still loads."""
-    import batcher.store
+    import batcher.ckpt.store
 
     store = filled_store(tmp_path, count=2, keep=3)
     dropped: list[str] = []
-    real = batcher.store.drop_cached
-    monkeypatch.setattr(batcher.store, "drop_cached", lambda p: (dropped.append(p.name), real(p)))
+    real = batcher.ckpt.store.drop_cached
+    monkeypatch.setattr(batcher.ckpt.store, "drop_cached", lambda p: (dropped.append(p.name), real(p)))
     store.save(checkpoint_state(3), step=30, segment=3)
     assert dropped == ["step-000000010.pt", "step-000000020.pt"]
     for entry in store.entries():
@@ -198,7 +198,7 @@ def test_save_drops_the_kept_checkpoints_cache_first(tmp_path: Path, monkeypatch
 
 
 def test_drop_cached_is_harmless(tmp_path: Path) -> None:
-    from batcher.files import drop_cached
+    from batcher.run.atomic_files import drop_cached
 
     f = tmp_path / "f.bin"
     f.write_bytes(b"x" * 100_000)
@@ -215,18 +215,18 @@ def test_hash_thread_does_not_race_the_rename(tmp_path: Path, monkeypatch: pytes
     (here: 0.3 s before it reads) must still hash the file, not fail on its temporary name."""
     import time
 
-    import batcher.files
+    import batcher.run.atomic_files
 
-    real = batcher.files.new_hash
+    real = batcher.run.atomic_files.new_hash
 
     def slow_new_hash(algorithm: str) -> object:
         time.sleep(0.3)
         return real(algorithm)
 
-    monkeypatch.setattr(batcher.files, "new_hash", slow_new_hash)
+    monkeypatch.setattr(batcher.run.atomic_files, "new_hash", slow_new_hash)
     store = CheckpointStore(tmp_path / "ckpt")
     info = store.save(checkpoint_state(1), step=1, segment=0)
-    monkeypatch.setattr(batcher.files, "new_hash", real)
+    monkeypatch.setattr(batcher.run.atomic_files, "new_hash", real)
     assert store.verify(info) is None
 
 
@@ -239,15 +239,15 @@ def test_a_failed_save_leaves_no_hash_thread_reading_a_closed_file(
     import threading
     import time
 
-    import batcher.store
+    import batcher.ckpt.store
 
-    real = batcher.store.stream_digest
+    real = batcher.ckpt.store.stream_digest
 
     def slow_digest(f: Any, algorithm: str) -> str:
         time.sleep(0.3)
         return real(f, algorithm)
 
-    monkeypatch.setattr(batcher.store, "stream_digest", slow_digest)
+    monkeypatch.setattr(batcher.ckpt.store, "stream_digest", slow_digest)
 
     def fault(label: str) -> None:
         if label == "checkpoint:before-fsync":

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from batcher.errors import TimeSpecError
-from batcher.timespec import format_duration, parse_deadline, parse_duration
+from batcher.limits.timespec import format_duration, parse_deadline, parse_duration
 
 
 @pytest.mark.parametrize(

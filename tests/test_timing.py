@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batcher.timing import DurationEstimator, SaveEstimator
+from batcher.stopping.timing import DurationEstimator, SaveEstimator
 
 
 def test_high_quantile_ignores_one_slow_outlier_once_there_are_enough_samples() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from batcher.errors import ConfigError
-from batcher.layout import RunLayout
-from batcher.status import write_status
+from batcher.run.layout import RunLayout
+from batcher.run.status import write_status
 from batcher.workflow.chain import final_segment
 
 

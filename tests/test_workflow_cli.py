@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from batcher.status import write_status
+from batcher.run.status import write_status
 from batcher.workflow.cli import main
 from batcher.workflow.experiments import load_experiments
 

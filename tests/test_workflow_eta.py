@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from batcher.policy import Das5Policy, FixedPolicy
+from batcher.limits.policy import Das5Policy, FixedPolicy
 from batcher.workflow.eta import SegmentCost, simulate_finish
 
 AMS = ZoneInfo("Europe/Amsterdam")

@@ -184,7 +184,7 @@ def test_nodes_without_srun_are_refused_with_the_way_out() -> None:
     ("value", "env"), [("10m", "10m"), (500, "500 steps"), ("200 steps", "200 steps"), ("off", "off")]
 )
 def test_save_every_reaches_the_job_as_the_library_reads_it(value: object, env: str) -> None:
-    from batcher.periodic import SaveEvery
+    from batcher.ckpt.periodic import SaveEvery
 
     cmd = _command(_exp(), {"save_every": value})
     pairs = dict(item.split("=", 1) for item in shlex.split(cmd.partition(" exec ")[0]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from batcher.status import write_status
+from batcher.run.status import write_status
 from batcher.workflow.plots import plot_run, segment_stops
 
 

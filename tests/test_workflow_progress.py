@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from batcher.layout import RunLayout
-from batcher.status import write_status
+from batcher.run.layout import RunLayout
+from batcher.run.status import write_status
 from batcher.workflow.experiments import load_experiments
 from batcher.workflow.progress import experiment_progress
 

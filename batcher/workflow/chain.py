@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from batcher.errors import ConfigError
-from batcher.layout import RunLayout
-from batcher.status import read_status
+from batcher.run.layout import RunLayout
+from batcher.run.status import read_status
 
 __all__ = ["final_segment"]
 

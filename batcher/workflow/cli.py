@@ -12,9 +12,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from batcher.errors import BatcherError
-from batcher.layout import RunLayout
-from batcher.policy import policy_from_spec
-from batcher.timespec import format_duration, parse_deadline, parse_duration
+from batcher.limits.policy import policy_from_spec
+from batcher.limits.timespec import format_duration, parse_deadline, parse_duration
+from batcher.run.layout import RunLayout
 from batcher.workflow.experiments import Experiment, experiments_from
 from batcher.workflow.progress import experiment_progress
 from batcher.workflow.sources import EffectiveConfig, profile_settings_files, resolve_config

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from batcher.errors import SlotTooShortError
-from batcher.policy import Policy
-from batcher.timespec import format_duration
+from batcher.limits.policy import Policy
+from batcher.limits.timespec import format_duration
 
 __all__ = ["SegmentCost", "simulate_finish"]
 

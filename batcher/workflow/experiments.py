@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from batcher.errors import ConfigError, PolicyError
-from batcher.policy import Policy, policy_from_spec
+from batcher.limits.policy import Policy, policy_from_spec
 
 __all__ = [
     "SCHEMA",

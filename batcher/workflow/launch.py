@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from batcher.ckpt.periodic import SaveEvery
 from batcher.errors import BatcherError, ConfigError
-from batcher.periodic import SaveEvery
-from batcher.policy import policy_to_spec
-from batcher.signals import DEFAULT_STOP_SIGNALS
-from batcher.slurm import parse_signal_spec
+from batcher.limits.policy import policy_to_spec
+from batcher.stopping.signals import DEFAULT_STOP_SIGNALS
+from batcher.stopping.slurm import parse_signal_spec
 from batcher.workflow.experiments import Experiment
 
 __all__ = [

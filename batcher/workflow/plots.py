@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from batcher.layout import RunLayout
-from batcher.metrics import read_metrics
-from batcher.status import read_status
+from batcher.run.layout import RunLayout
+from batcher.run.metrics import read_metrics
+from batcher.run.status import read_status
 
 __all__ = ["plot_run", "plot_summary", "segment_stops"]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from batcher.errors import SlotTooShortError
-from batcher.layout import RunLayout
-from batcher.lock import is_locked
-from batcher.margin import DEFAULT_MARGIN_S
-from batcher.status import SegmentStatus, read_status
+from batcher.run.layout import RunLayout
+from batcher.run.lock import is_locked
+from batcher.run.status import SegmentStatus, read_status
+from batcher.stopping.margin import DEFAULT_MARGIN_S
 from batcher.workflow.eta import SegmentCost, simulate_finish
 from batcher.workflow.experiments import Experiment
 

@@ -81,8 +81,8 @@ def _segment(
 
 def _arm(op: str, at: int) -> None:
     """SIGKILL this process at the ``at``-th call of a file operation (rename, fsync, unlink, write)."""
-    import batcher.metrics
-    import batcher.store
+    import batcher.ckpt.store
+    import batcher.run.metrics
 
     calls = {"n": 0}
 
@@ -96,15 +96,15 @@ def _arm(op: str, at: int) -> None:
         return wrapped
 
     if op == "rename":
-        batcher.store.os.replace = wrap(os.replace)  # type: ignore[assignment]
+        batcher.ckpt.store.os.replace = wrap(os.replace)  # type: ignore[assignment]
     elif op == "fsync":
-        batcher.store.os.fsync = wrap(os.fsync)  # type: ignore[assignment]
+        batcher.ckpt.store.os.fsync = wrap(os.fsync)  # type: ignore[assignment]
     elif op == "unlink":
         Path.unlink = wrap(Path.unlink)  # type: ignore[method-assign]
     elif op == "save":
-        batcher.store.torch.save = wrap(torch.save)  # type: ignore[assignment]
+        batcher.ckpt.store.torch.save = wrap(torch.save)  # type: ignore[assignment]
     elif op == "log":
-        batcher.metrics.MetricLog.log = wrap(batcher.metrics.MetricLog.log)  # type: ignore[method-assign]
+        batcher.run.metrics.MetricLog.log = wrap(batcher.run.metrics.MetricLog.log)  # type: ignore[method-assign]
 
 
 def reference(run: Path) -> None:

@@ -93,8 +93,8 @@ if not faulty:
 
 def arm_kill_in_save() -> None:
     """From now on, the next save SIGKILLs this rank (see --kill-in-save)."""
-    import batcher.ranks
-    import batcher.store
+    import batcher.ckpt.ranks
+    import batcher.ckpt.store
 
     def _die(*_: object, **__: object) -> None:
         if args.fault_once:
@@ -102,16 +102,16 @@ def arm_kill_in_save() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     if rank == 0:
-        real_save = batcher.store.torch.save
+        real_save = batcher.ckpt.store.torch.save
 
         def save_then_die(obj: object, f: object, **k: object) -> None:
             real_save(obj, f, **k)  # type: ignore[arg-type]
             if isinstance(f, str):  # the checkpoint file, not the in-memory size estimate
                 _die()
 
-        batcher.store.torch.save = save_then_die  # type: ignore[assignment]
+        batcher.ckpt.store.torch.save = save_then_die  # type: ignore[assignment]
     else:
-        batcher.ranks.Ranks.from_main = _die  # type: ignore[assignment,method-assign]
+        batcher.ckpt.ranks.Ranks.from_main = _die  # type: ignore[assignment,method-assign]
 
 
 if args.kill_in_save and not args.kill_in_save_after:
@@ -119,9 +119,9 @@ if args.kill_in_save and not args.kill_in_save_after:
 if args.full_disk_at_save and rank == 0:
     import errno
 
-    import batcher.store
+    import batcher.ckpt.store
 
-    real_torch_save, writes = batcher.store._torch_save, [0]
+    real_torch_save, writes = batcher.ckpt.store._torch_save, [0]
 
     def full_disk(state: object, tmp: object) -> None:
         writes[0] += 1
@@ -129,7 +129,7 @@ if args.full_disk_at_save and rank == 0:
             raise OSError(errno.ENOSPC, "No space left on device")
         real_torch_save(state, tmp)  # type: ignore[arg-type]
 
-    batcher.store._torch_save = full_disk  # type: ignore[assignment]
+    batcher.ckpt.store._torch_save = full_disk  # type: ignore[assignment]
 torch.manual_seed(0)
 torch.set_num_threads(1)
 g = torch.Generator().manual_seed(1)

@@ -1,12 +1,12 @@
 # Config checks and the input functions of the rules. The logic lives in batcher.workflow (chain,
-# launch) and the run folder's paths in batcher.layout; these functions only adapt them to
+# launch) and the run folder's paths in batcher.run.layout; these functions only adapt them to
 # Snakemake's wildcards, config and checkpoints.
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from batcher.errors import BatcherError
-from batcher.layout import (
+from batcher.run.layout import (
     FINAL_PATTERN,
     FINALIZE_LOG_PATTERN,
     LOG_PATTERN,

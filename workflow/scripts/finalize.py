@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
-from batcher.files import atomic_write_bytes, checkpoint_digest, checkpoint_size
-from batcher.layout import RunLayout
-from batcher.metrics import read_metrics
-from batcher.status import read_status
+from batcher.run.atomic_files import atomic_write_bytes, checkpoint_digest, checkpoint_size
+from batcher.run.layout import RunLayout
+from batcher.run.metrics import read_metrics
+from batcher.run.status import read_status
 
 snakemake = globals()["snakemake"]
 last = Path(snakemake.input[0])

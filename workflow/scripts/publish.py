@@ -4,7 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
-from batcher.files import atomic_path, atomic_write_bytes, checkpoint_digest, file_digest
+from batcher.run.atomic_files import atomic_path, atomic_write_bytes, checkpoint_digest, file_digest
 
 snakemake = globals()["snakemake"]
 summary = json.loads(Path(snakemake.input[0]).read_text())
@@ -19,7 +19,7 @@ with atomic_path(out, keep_note=keep_note, what="published checkpoint") as tmp:
             raise SystemExit(mismatch)
         import torch
 
-        from batcher.checkpoint import whole_state
+        from batcher.ckpt.load_checkpoint import whole_state
 
         torch.save(whole_state(source), tmp)
     else:

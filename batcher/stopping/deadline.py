@@ -1,0 +1,104 @@
+"""The segment's deadline: the earliest of an explicit limit, the Slurm end time and the policy window."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from batcher.limits.policy import Policy, policy_from_spec, window_end
+from batcher.limits.timespec import parse_deadline, parse_duration
+from batcher.stopping.slurm import Runner, job_end_time
+from batcher.stopping.slurm import _run as _default_run
+
+__all__ = ["Deadline", "process_start_time", "resolve_deadline"]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When the segment must have saved and exited (``at``), which source set it, and warnings."""
+
+    at: datetime | None
+    source: str
+    candidates: dict[str, datetime] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def seconds_left(self, now: datetime) -> float:
+        """Return seconds from ``now`` to the deadline (``inf`` when there is none)."""
+        if self.at is None:
+            return float("inf")
+        return (self.at - now).total_seconds()
+
+
+def process_start_time() -> datetime:
+    """Return when this process started (Linux ``/proc``), or now where that cannot be read.
+
+    A job's time limit counts from its start, and ``import torch`` alone can take seconds.
+    """
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            fields = f.read().rpartition(")")[2].split()
+        start_ticks = int(fields[19])
+        with open("/proc/stat", encoding="ascii") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        started = btime + start_ticks / os.sysconf("SC_CLK_TCK")
+        if abs(started - time.time()) < 86400:
+            return datetime.fromtimestamp(min(started, time.time()), tz=timezone.utc)
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass
+    return datetime.now(timezone.utc)
+
+
+def resolve_deadline(
+    *,
+    now: datetime,
+    env: Mapping[str, str],
+    deadline: datetime | str | None = None,
+    time_limit: timedelta | str | float | None = None,
+    policy: Policy | None = None,
+    started: datetime | None = None,
+    slurm_run: Runner = _default_run,
+) -> Deadline:
+    """Return the earliest deadline among the sources that apply; ``at=None`` when none does.
+
+    Sources: ``deadline``/``time_limit`` arguments, ``BATCHER_DEADLINE`` and ``BATCHER_TIME_LIMIT``
+    (counted from ``started``, the process start), the Slurm job end time, and the end of the
+    policy window (``policy`` argument or ``BATCHER_POLICY``) that opened at ``started``.
+    Bad values raise :class:`~batcher.errors.TimeSpecError` / :class:`~batcher.errors.PolicyError`.
+    """
+    started = started or now
+    candidates: dict[str, datetime] = {}
+    warnings: list[str] = []
+    if deadline is not None:
+        candidates["deadline argument"] = (
+            deadline if isinstance(deadline, datetime) else parse_deadline(deadline, now=started)
+        )
+    if time_limit is not None:
+        candidates["time_limit argument"] = started + parse_duration(time_limit, what="time_limit")
+    if env.get("BATCHER_DEADLINE"):
+        candidates["BATCHER_DEADLINE"] = parse_deadline(
+            env["BATCHER_DEADLINE"], now=started, what="BATCHER_DEADLINE"
+        )
+    if env.get("BATCHER_TIME_LIMIT"):
+        candidates["BATCHER_TIME_LIMIT"] = started + parse_duration(
+            env["BATCHER_TIME_LIMIT"], what="BATCHER_TIME_LIMIT"
+        )
+    slurm = job_end_time(env, run=slurm_run)
+    if slurm is not None:
+        if slurm.end is not None:
+            candidates[f"Slurm end time ({slurm.source})"] = slurm.end
+        else:
+            warnings.append(
+                f"could not read the Slurm job end time: {slurm.problem}; relying on the other "
+                "limits and on Slurm's signal before the end"
+            )
+    if policy is None and env.get("BATCHER_POLICY"):
+        policy = policy_from_spec(env["BATCHER_POLICY"])
+    if policy is not None:
+        candidates["policy window"] = window_end(policy, started)
+    if not candidates:
+        return Deadline(None, "none", {}, tuple(warnings))
+    source = min(candidates, key=lambda k: candidates[k])
+    return Deadline(candidates[source], source, candidates, tuple(warnings))
