@@ -35,6 +35,12 @@ _LAUNCH = (
 )
 
 
+# The tests' segments vary harness flags between segments of one run (where to stop or be killed,
+# a wrapper script, the world size): not hyper-parameters, so the changed-arguments check of runs
+# started by hand (tests/test_command.py) is told so.
+_HARNESS_ARGS = {"BATCHER_ALLOW_CHANGED_ARGS": "1"}
+
+
 def sleep_per_step(*, segments: int, budget_s: float, steps: int) -> float:
     """The step sleep that makes a run of ``steps`` steps need at least ``segments`` segments of
     ``budget_s`` each, whatever the machine's speed (10 % to spare)."""
@@ -45,7 +51,7 @@ def run_segment(
     script: Path, args: list[str], run_dir: Path, *, budget_s: float | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """Run one segment of ``script`` on ``run_dir``; ``budget_s`` is its training time."""
-    extra = {"BATCHER_RUN_DIR": str(run_dir), "BATCHER_MARGIN_S": "0.2", **env}
+    extra = {"BATCHER_RUN_DIR": str(run_dir), "BATCHER_MARGIN_S": "0.2", **_HARNESS_ARGS, **env}
     if budget_s is not None:
         extra["TEST_BUDGET_S"] = str(budget_s)
     return subprocess.run(
@@ -100,6 +106,7 @@ def run_ranks(
             BATCHER_RUN_DIR=str(run_dir),
             BATCHER_MARGIN_S="0.2",
             BATCHER_PROGRESS_S="0",
+            **_HARNESS_ARGS,
         )
         if budget_s is not None:
             env["TEST_BUDGET_S"] = str(budget_s)
