@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from batcher.api.report import Report
+from batcher.api.report import Report, SegmentEnd
 from batcher.api.settings import read_settings
 from batcher.ckpt.training_state import Position
 from batcher.run.status import read_status
@@ -40,11 +40,25 @@ def test_status_of_a_stop_after_the_last_batch_is_not_complete(tmp_path: Path) -
     report = _report(tmp_path, io.StringIO(), rank=None)
     times = (100.0, 160.0, 1.0, 2.0)
     report.status(
-        False, "deadline", Position(1, 5, 10, 11), 0, 2, 5, times, NO_DEADLINE, 0.5, None, {"training": 3.0}
+        SegmentEnd(
+            False,
+            "deadline",
+            Position(1, 5, 10, 11),
+            0,
+            2,
+            5,
+            *times,
+            NO_DEADLINE,
+            0.5,
+            None,
+            {"training": 3.0},
+        )
     )
     status = read_status(tmp_path / "status" / "seg-0002.json")
     assert status is not None and status.progress == 0.999 and status.seconds.train == 57.0
     assert status.run_dir == str(tmp_path) and status.segment == 2
-    report.status(True, "finished", Position(2, 0, 10, 12), 0, 2, 5, times, NO_DEADLINE, 0.5, None, {})
+    report.status(
+        SegmentEnd(True, "finished", Position(2, 0, 10, 12), 0, 2, 5, *times, NO_DEADLINE, 0.5, None, {})
+    )
     done = read_status(tmp_path / "status" / "seg-0002.json")
     assert done is not None and done.status == "done" and done.progress == 1.0

@@ -13,34 +13,28 @@ It only orchestrates; docs/architecture.md says which module owns each concern i
 from __future__ import annotations
 
 import atexit
+import enum
 import gc
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, NoReturn, TypeVar
 
 from batcher.api.devices import gpu_warnings
-from batcher.api.replay import EpochReplay, is_loader, loader_length, resume_notice
-from batcher.api.report import Report
+from batcher.api.objects import TrainingObjects
+from batcher.api.replay import EpochReplay, loader_length, resume_notice
+from batcher.api.report import Report, SegmentEnd
 from batcher.api.script_end import at_script_end, finish_forgotten
 from batcher.api.settings import Settings
-from batcher.ckpt.captured import (
-    capture_rng,
-    load_objects,
-    load_values,
-    restore_rng,
-    save_objects,
-    save_values,
-    state_bytes,
-)
+from batcher.ckpt.captured import capture_rng, restore_rng
 from batcher.ckpt.ranks import Ranks
 from batcher.ckpt.saving import CollectiveSave
-from batcher.ckpt.sharded import ShardedState, load_sharded
+from batcher.ckpt.schedule import SaveSchedule
 from batcher.ckpt.store import CheckpointInfo, CheckpointStore
 from batcher.ckpt.training_state import Position, TrainingState
 from batcher.errors import BatcherError, NotFinishedError
 from batcher.run.lock import RunLock
 from batcher.run.metrics import MetricLog
-from batcher.stopping.decision import DEADLINE, FAILED, NO_STOP, SAVE, DeadlineSeconds, StopDecision
+from batcher.stopping.decision import DEADLINE, FAILED, SAVE, DeadlineSeconds, StopDecision
 
 __all__ = ["Segment", "SegmentStopped"]
 
@@ -50,6 +44,14 @@ T = TypeVar("T")
 class SegmentStopped(SystemExit):
     """Raised to end the process after a clean save: exit status 0 (130 after Ctrl-C, as shells
     expect), the run is unfinished."""
+
+
+class Phase(enum.Enum):
+    """Where a segment is in its life; it only moves down this list."""
+
+    TRAINING = 1  # before and inside seg.range(...)
+    LOOP_ENDED = 2  # seg.range(...) ran to its end: seg.done() (or the exit hook) comes next
+    FINISHING = 3  # seg.done() was called (its save may have failed, e.g. on a full disk)
 
 
 class Segment:
@@ -66,22 +68,18 @@ class Segment:
         out: IO[str],
         store: CheckpointStore,
     ) -> None:
-        self.settings, self.values = settings, dict(values)
-        self._given_values = dict(values)  # what a checkpoint's values replace, not add to
+        self.settings, self._objects = settings, TrainingObjects(objects, values)
+        self.values = self._objects.values
         self.run_dir, self.experiment, self.index = settings.run.root, settings.experiment, settings.segment
         self._ranks = Ranks()
-        self._stateful = {k: v for k, v in objects.items() if hasattr(v, "state_dict")}
-        # FSDP: the model and its optimizers are saved as shards by every rank, the rest by rank 0;
-        # also on a world of one rank, so that a run can move between world sizes (DCP reshards)
-        self._sharded = ShardedState.find(self._stateful)
-        sharded = self._sharded.names if self._sharded else set()
-        self._replicated = {k: v for k, v in self._stateful.items() if k not in sharded}
         self._stop_decision, self._signals = stop, stop.signals
         self._clock, self._store = clock, store
-        rank = self._ranks.rank if self._ranks.active else None
-        self._report = Report(out, settings, store.directory, rank=rank)
+        self._report = Report(
+            out, settings, store.directory, rank=self._ranks.rank if self._ranks.active else None
+        )
         self._metrics = MetricLog(settings.run.metrics)
-        self._saver = CollectiveSave(store, self._ranks, self._sharded, self._metrics)
+        self._saver = CollectiveSave(store, self._ranks, self._objects.sharded, self._metrics)
+        self._schedule = SaveSchedule(settings.save_every, self._saver, on_saved=self._saved_in_background)
         self._lock = RunLock(settings.run.lock)
         self._pos, self._replay = Position(), EpochReplay()
         self._started = self._last_boundary = self._last_progress = clock()
@@ -90,15 +88,13 @@ class Segment:
         self._total: int | None = None
         self._epoch_len: int | None = None
         self._pending_rng: dict[str, Any] | None = None
-        self._finished_loop = self._done = self._closed = self._dirty = False
-        self._done_called = False  # seg.done() was called (it may have failed, e.g. on a full disk)
+        self._phase, self._closed = Phase.TRAINING, False
+        self._done = False  # the checkpoint resumed from holds a finished run
+        self._dirty = False  # steps were taken since the last save
         self._uses_iterate = self._uses_iterate_this_epoch = False
         self._last_ckpt: CheckpointInfo | None = None
         self._state_size: int | None = None
         self._timeline: dict[str, float] = {}
-        self._save_every = settings.save_every
-        self._last_save_at, self._last_save_step = self._started, 0
-        self._save_requested = self._prepared = False
 
     @property
     def deadline(self) -> DeadlineSeconds:
@@ -110,7 +106,7 @@ class Segment:
             self._lock.acquire()
         self._signals.install()
         t0 = self._clock()
-        scope = self._sharded.files_read if self._sharded is not None else None
+        scope = self._objects.sharded.files_read if self._objects.sharded is not None else None
         loaded = self._store.load_latest(apply=self._restore, scope=scope, agree=self._ranks.all_good)
         for problem in loaded.problems if loaded else []:
             self._say(f"WARNING: {problem}")
@@ -119,49 +115,30 @@ class Segment:
             self._metrics.resume(seq)
         self._metrics.seq = seq
         self._t_load = self._clock() - t0
-        self._last_boundary = self._last_progress = self._last_save_at = self._clock()
-        self._last_save_step = self._pos.step
+        self._last_boundary = self._last_progress = self._clock()
+        self._schedule.restart(self._last_boundary, self._pos.step)
         self._timeline = {"segment": self._started, "training": self._last_boundary}
         for warning in [*self.deadline.warnings, *(gpu_warnings() if self._ranks.main else [])]:
             self._say(f"WARNING: {warning}")
-        self._report.opened(
-            loaded.info.file if loaded else None,
-            self._pos,
-            self.deadline,
-            self._stop_decision.margin.describe(),
-        )
+        margin = self._stop_decision.margin.describe()
+        self._report.opened(loaded.info.file if loaded else None, self._pos, self.deadline, margin)
 
     def _restore(self, state: dict[str, Any], info: CheckpointInfo) -> None:
         where = str(self._store.directory / info.file)
         saved = TrainingState.decode(state, where=where)
-        load_sharded(self._sharded, saved.sharded_dir, where=where)
-        load_objects(self._replicated, saved.objects, where=where)
-        # a newer checkpoint may have been applied before its hash failed: nothing of it stays
-        self.values.clear()
-        self.values.update(self._given_values)
-        self.values.update(load_values(saved.values, self._given_values))
-        self._pos = saved.pos
+        self._objects.restore(saved, where=where)
+        self._pos, rescaled = saved.position_on(self._ranks.world)
+        if rescaled and self._ranks.main:
+            self._say(f"WARNING: {rescaled}")
         self._start_step, self._start_tick = self._pos.step, self._pos.tick
         self._pending_rng, epoch_rng = saved.rng_of(self._ranks.rank)
         self._replay.resume_from(epoch_rng, loader_live=saved.loader_live)
-        saved_world = len(saved.rng_by_rank)
-        if saved_world != self._ranks.world:
-            # the epoch's first batch x saved_world batches (of its one shuffled order, which a
-            # DistributedSampler splits among the ranks) are done: as many per rank on this world
-            # size are skipped (rounded down: a few samples may be seen twice, none is left out)
-            self._pos.batch = self._pos.batch * saved_world // self._ranks.world
-            if self._ranks.main:
-                self._say(
-                    f"WARNING: this checkpoint was saved by {saved_world} process(es) and resumes "
-                    f"on {self._ranks.world}: training continues, but the data order from here on (and "
-                    "a sampler's split of the current epoch) differs from a run on one rank count"
-                )
         self._metrics_seq = saved.metrics_seq
         measured = [(e.save_s, e.size) for e in self._store.entries() if e.save_s]
         self._stop_decision.restore(saved.timing, measured)
         self._done = saved.done
         self._uses_iterate = len(self._stop_decision.batch_time) > 0
-        self._last_ckpt = info
+        self._last_ckpt, self._state_size = info, info.size
 
     def _close(self) -> None:
         if self._closed:
@@ -177,7 +154,7 @@ class Segment:
     def _at_exit(self) -> None:
         """At interpreter exit: finish a run whose loop ran out without ``seg.done()`` (see
         :func:`batcher.api.script_end.finish_forgotten`)."""
-        if not self._closed and self._finished_loop and not self._done_called:
+        if not self._closed and self._phase is Phase.LOOP_ENDED:
             finish_forgotten(self.done, say=self._say, can_save=not self._ranks.active)
 
     # -- the loops -------------------------------------------------------------------------------
@@ -206,9 +183,9 @@ class Segment:
             else:  # the loop is over: done() saves next, no reason to stop here
                 self._dirty = True
                 self._pos.tick += 1
-        if not self._finished_loop:
+        if self._phase is Phase.TRAINING:
             at_script_end(self._at_exit)
-        self._finished_loop = True
+            self._phase = Phase.LOOP_ENDED
 
     def iterate(self, loader: Iterable[T]) -> Iterator[T]:
         """Yield the batches of ``loader`` for this epoch, skipping those done before a mid-epoch stop.
@@ -217,7 +194,7 @@ class Segment:
         loader with ``state_dict()`` passed to :func:`segment` resumes by itself.
         """
         self._uses_iterate = self._uses_iterate_this_epoch = True
-        self_resuming = any(loader is obj for obj in self._stateful.values())
+        self_resuming = self._objects.is_loader_given(loader)
         self._epoch_len = loader_length(loader)
         skip, t0 = self._pos.batch, time.perf_counter()
         batches = self._replay.batches(loader, skip, self_resuming=self_resuming)
@@ -251,29 +228,27 @@ class Segment:
             self._check(next_kinds=next_kinds, now=now)
 
     def _size(self) -> int:
-        """The next checkpoint's size, for the save-time prediction: the last one's, else the
-        tensors of every object but the loaders. A loader is never asked: a StatefulDataLoader's
-        ``state_dict()`` before its epoch begins starts the epoch's iterator there and then, which
-        draws its seeds from the global RNG earlier than the run without a deadline would."""
+        """The next checkpoint's size, for the save-time prediction: the last one's, else a guess."""
         if self._state_size is None:
-            sized = {k: v for k, v in self._stateful.items() if not is_loader(v)}
-            self._state_size = state_bytes(save_objects(sized))
+            self._state_size = self._objects.size_guess()
         return self._state_size
 
     def _check(self, *, next_kinds: tuple[str, ...], now: float | None = None, first: bool = False) -> None:
         now = self._clock() if now is None else now
         verdict = self._stop_decision.check(now, next_kinds, self._size, first=first)
-        code = max(verdict.code, self._background_code(now))
-        agreed = self._ranks.agree_stop(code)
+        background = self._schedule.code(
+            now, self._pos.step, end=self.deadline.at, state=self._objects.replicated_state
+        )
+        agreed = self._ranks.agree_stop(max(verdict.code, background))
         if agreed == FAILED:
-            self._finish_background()  # raises the background save's SaveError on every rank
+            self._schedule.wait()  # raises the background save's SaveError on every rank
         if agreed >= DEADLINE:
             reason = verdict.reason
             if verdict.code < DEADLINE or agreed > verdict.code:
                 reason = "deadline" if agreed == DEADLINE else "signal on another rank"
             self._stop(reason, step_s=verdict.step_s, save_s=verdict.save_s, now=now)
         if agreed == SAVE:
-            self._save_in_background(now)
+            self._save(now=now, background=True)
         if self.settings.progress_every_s and now - self._last_progress >= self.settings.progress_every_s:
             self._last_progress = now
             rate = (self._pos.step - self._start_step) / max(now - self._started, 1e-9)
@@ -287,10 +262,7 @@ class Segment:
             raise self._report.too_short(
                 step_s, save_s, self._stop_decision.margin_s, left, self.deadline.source
             )
-        if self._dirty:
-            self._save()
-        else:
-            self._finish_background()
+        self._save() if self._dirty else self._schedule.wait()
         self._write_status("unfinished", reason)
         spare = None if self.deadline.at is None else self.deadline.at - self._clock()
         self._report.stopped(reason, self._pos, self._pos.step - self._start_step, spare, step_s, save_s)
@@ -305,74 +277,38 @@ class Segment:
     # -- saving ----------------------------------------------------------------------------------
     def _training_state(self) -> TrainingState:
         return TrainingState(  # gathering the RNG states is a collective: every rank takes part
-            objects=save_objects(self._replicated),
-            values=save_values(self.values),
+            objects=self._objects.replicated_state(),
+            values=self._objects.saved_values(),
             pos=Position(**self._pos.as_dict()),
             rng_by_rank=self._ranks.gather(capture_rng()),
             epoch_rng_by_rank=self._ranks.gather(self._replay.epoch_rng if self._pos.batch else None),
-            sharded=sorted(self._sharded.names) if self._sharded else [],
+            sharded=self._objects.sharded_names(),
             total=self._total,
             metrics_seq=self._metrics.seq,
             timing=self._stop_decision.history(),
             loader_live=self._replay.loader_live(mid_epoch=self._pos.batch > 0),
             segment=self.index,
-            done=self._finished_loop,
+            done=self._phase is not Phase.TRAINING,
         )
 
-    def _save(self) -> CheckpointInfo:
-        """Save now and wait until the checkpoint is committed (a stop, or the end of the run)."""
-        self._finish_background()
+    def _save(self, *, now: float = 0.0, background: bool = False) -> None:
+        """Save now: in the background (training waits only for the copy to host memory, and for
+        the previous background save still being written), else until the checkpoint is
+        committed (a stop, the end of the run)."""
+        self._schedule.wait()
         t0 = self._clock()
-        info = self._saver.save(self._training_state().encode(), step=self._pos.step, segment=self.index)
+        state = self._training_state().encode()
+        if background:
+            self._schedule.start(state, now=now, step=self._pos.step, segment=self.index)
+        else:
+            self._saved(self._saver.save(state, step=self._pos.step, segment=self.index))
+            self._timeline["saved"] = self._clock()
         self._t_save += self._clock() - t0
-        self._saved(info)
         self._dirty = False
-        self._timeline["saved"] = self._clock()
-        return info
 
     def _saved(self, info: CheckpointInfo) -> None:
         self._stop_decision.saved(info.save_s, info.size)
         self._state_size, self._last_ckpt = info.size, info
-
-    def _background_code(self, now: float) -> int:
-        """SAVE when a periodic or requested save is due, FAILED when the last one failed (rank 0
-        knows), else NO_STOP; reports a background save that finished."""
-        outcome = self._saver.poll()
-        if isinstance(outcome, BaseException):
-            return FAILED
-        if outcome is not None:
-            self._saved_in_background(outcome)
-        steps = self._pos.step - self._last_save_step
-        if steps and not self._prepared and self._periodic_save_possible():
-            # after a step, so that the optimizer's state exists: its buffers are allocated too
-            self._prepared = True
-            self._saver.prepare(save_objects(self._replicated))
-        due = self._save_every.due(now=now, since=self._last_save_at, steps_since=steps)
-        return SAVE if (due or self._save_requested) and steps > 0 else NO_STOP
-
-    def _periodic_save_possible(self) -> bool:
-        """False when no periodic save can come before the deadline (a 14-minute job with the
-        30-minute default): then no host memory is set aside for one."""
-        every, end = self._save_every, self.deadline.at
-        if every.off:
-            return False
-        return every.seconds is None or end is None or self._last_save_at + every.seconds < end
-
-    def _save_in_background(self, now: float) -> None:
-        """Copy the state to host memory and let a thread write it: training waits only for the copy
-        (and for the previous background save, if it is still being written)."""
-        self._finish_background()
-        t0 = self._clock()
-        self._saver.start(self._training_state().encode(), step=self._pos.step, segment=self.index)
-        self._t_save += self._clock() - t0
-        self._last_save_at, self._last_save_step = now, self._pos.step
-        self._save_requested = self._dirty = False
-
-    def _finish_background(self) -> None:
-        """Wait for a background save in flight (every rank); raise its failure as SaveError."""
-        info = self._saver.wait()
-        if info is not None and info is not self._last_ckpt:  # not seen by poll() yet
-            self._saved_in_background(info)
 
     def _saved_in_background(self, info: CheckpointInfo) -> None:
         self._saved(info)
@@ -380,13 +316,14 @@ class Segment:
             self._report.saved_in_background(info, self._saver.last_stall_s)
 
     def _write_status(self, state: str, reason: str) -> None:
-        if not self._ranks.main:
-            return
-        times = (self._started, self._clock(), self._t_load, self._t_save)
-        self._report.status(
-            state == "done", reason, self._pos, self._start_step, self._total, self._epoch_len, times,
-            self.deadline, self._stop_decision.median_step(), self._last_ckpt, self._timeline,
-        )  # fmt: skip
+        if self._ranks.main:
+            self._report.status(
+                SegmentEnd(
+                    state == "done", reason, self._pos, self._start_step, self._total, self._epoch_len,
+                    self._started, self._clock(), self._t_load, self._t_save, self.deadline,
+                    self._stop_decision.median_step(), self._last_ckpt, self._timeline,
+                )
+            )  # fmt: skip
 
     # -- user-facing extras ----------------------------------------------------------------------
     def log(self, **metrics: Any) -> None:
@@ -402,7 +339,7 @@ class Segment:
 
         Raises :class:`NotFinishedError` when called before ``seg.range(...)`` ran to its end.
         """
-        if not self._finished_loop:
+        if self._phase is Phase.TRAINING:
             where = (
                 "before seg.range(...) was used"
                 if self._total is None
@@ -411,11 +348,8 @@ class Segment:
             raise NotFinishedError(
                 f"seg.done() called {where}; call it after the `for epoch in seg.range(n)` loop has run to its end"
             )
-        self._done_called = True
-        if self._dirty or not self._done:
-            self._save()
-        else:
-            self._finish_background()
+        self._phase = Phase.FINISHING
+        self._save() if self._dirty or not self._done else self._schedule.wait()
         self._done = True
         self._write_status("done", "finished")
         self._say(f"done: {self.experiment} finished at epoch {self._pos.epoch} (step {self._pos.step})")
@@ -430,8 +364,8 @@ class Segment:
         hold (e.g. a validation that found the best model so far). Outside the loop it saves at
         once. Under torch.distributed, every rank calls it.
         """
-        if self._total is not None and not self._finished_loop:
-            self._save_requested = True
+        if self._total is not None and self._phase is Phase.TRAINING:
+            self._schedule.request()
         else:
             self._save()
 

@@ -6,6 +6,7 @@ Rank 0 speaks for the run; every rank's lines carry its rank under torch.distrib
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
@@ -18,7 +19,30 @@ from batcher.limits.timespec import format_duration
 from batcher.run.status import CheckpointRef, SegmentSeconds, SegmentStatus, write_status
 from batcher.stopping.decision import DeadlineSeconds
 
-__all__ = ["Report"]
+__all__ = ["Report", "SegmentEnd"]
+
+
+@dataclass(frozen=True)
+class SegmentEnd:
+    """What the loop knows at a segment's end, for its status file: how it ended (``done``,
+    ``reason``), where (``pos``, from ``start_step``, of ``total`` epochs of ``epoch_len``
+    batches), when (unix s: ``started``, ``ended``; seconds loading and saving), the deadline,
+    the median step, the last checkpoint and the ``timeline`` (see :class:`SegmentStatus`)."""
+
+    done: bool
+    reason: str
+    pos: Position
+    start_step: int
+    total: int | None
+    epoch_len: int | None
+    started: float
+    ended: float
+    load_s: float
+    save_s: float
+    deadline: DeadlineSeconds
+    step_s_median: float | None
+    checkpoint: CheckpointInfo | None
+    timeline: dict[str, float]
 
 
 def _iso(t: float | None) -> str | None:
@@ -88,24 +112,12 @@ class Report:
             "(policy or time limit), lower margin_s, or make a step shorter (iterate over batches)."
         )
 
-    def status(
-        self,
-        done: bool,
-        reason: str,
-        pos: Position,
-        start_step: int,
-        total: int | None,
-        epoch_len: int | None,
-        times: tuple[float, float, float, float],
-        deadline: DeadlineSeconds,
-        step_s_median: float | None,
-        checkpoint: CheckpointInfo | None,
-        timeline: dict[str, float],
-    ) -> None:
-        """Write the segment's status file (last: the workflow reads it to go on). ``times``:
-        (started, now, seconds loading, seconds saving); ``timeline``: see :class:`SegmentStatus`."""
-        started, now, load_s, save_s = times
-        part = pos.epoch + (pos.batch / epoch_len if epoch_len else 0)
+    def status(self, end: SegmentEnd) -> None:
+        """Write the segment's status file (last: the workflow reads it to go on)."""
+        done, reason, pos, start_step, total = end.done, end.reason, end.pos, end.start_step, end.total
+        started, now, load_s, save_s = end.started, end.ended, end.load_s, end.save_s
+        deadline, checkpoint = end.deadline, end.checkpoint
+        part = pos.epoch + (pos.batch / end.epoch_len if end.epoch_len else 0)
         wall = now - started
         ref = None
         if checkpoint is not None:
@@ -128,12 +140,12 @@ class Report:
             deadline=_iso(deadline.at),
             deadline_source=deadline.source,
             seconds=SegmentSeconds(wall, load_s, save_s, max(0.0, wall - load_s - save_s)),
-            step_s_median=step_s_median,
+            step_s_median=end.step_s_median,
             checkpoint=ref,
             run_dir=str(self._settings.run.root),
             timeline={
                 **({"launched": self._settings.launched} if self._settings.launched else {}),
-                **timeline,
+                **end.timeline,
                 "status": now,
             },
         )

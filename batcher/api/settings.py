@@ -1,8 +1,7 @@
-"""A segment's settings: ``batcher.segment``'s keywords, else the ``BATCHER_*`` environment that
-the workflow (or the user's shell) sets, else the defaults. The only reader of that environment
-besides the deadline's sources (:mod:`batcher.stopping.deadline`).
+"""A segment's settings: ``batcher.segment``'s keywords, else the job's environment
+(:class:`batcher.job_env.JobEnv`, which the workflow or the user's shell sets), else the defaults.
 
-    BATCHER_RUN_DIR      run folder (default runs/<script name>)     BATCHER_MARGIN_S  15
+    BATCHER_RUN_DIR      run folder (default runs/<script name>)     BATCHER_MARGIN_S  learned
     BATCHER_KEEP         checkpoints kept: 2                         BATCHER_PROGRESS_S 60
     BATCHER_SIGNALS      SIGTERM,SIGUSR1,SIGURG                      BATCHER_SEGMENT   segment number
     BATCHER_EXPERIMENT   a name for the logs                         BATCHER_STATUS_FILE
@@ -16,10 +15,12 @@ import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from batcher.ckpt.manifest import read_manifest
 from batcher.ckpt.periodic import DEFAULT_SAVE_EVERY, SaveEvery
 from batcher.errors import BatcherError
+from batcher.job_env import JobEnv
 from batcher.run.layout import RunLayout
 from batcher.run.status import read_status
 from batcher.stopping.signals import DEFAULT_STOP_SIGNALS, parse_signals
@@ -64,36 +65,35 @@ def read_settings(
     ``argv`` (``sys.argv``) names the default run folder after the script. Bad values raise
     :class:`BatcherError` naming the variable and an example of a good one.
     """
-    # the workflow (BATCHER_SEGMENT) names each run folder by the script's arguments itself
-    by_hand = run_dir is None and not env.get("BATCHER_SEGMENT")
+    job = JobEnv.from_env(env)
+    # the workflow (it sets the segment's number) names each run folder by the script's arguments
+    by_hand = run_dir is None and job.segment is None
     if run_dir is not None:
         run = RunLayout(Path(run_dir))
-    elif env.get("BATCHER_RUN_DIR"):
-        run = RunLayout(Path(env["BATCHER_RUN_DIR"]))
+    elif job.run_dir:
+        run = RunLayout(Path(job.run_dir))
     else:
         script = Path(argv[0]).stem if argv and argv[0] not in ("", "-c") else "run"
         run = RunLayout.by_hand(script)
-    index = _segment_index(env, run)
+    index = _segment_index(job.segment, run)
     if margin_s is not None and not margin_s >= 0:
         raise BatcherError(f"batcher.segment(margin_s={margin_s!r}): the margin must be 0 or more seconds")
     return Settings(
         run=run,
         by_hand=by_hand,
-        margin_s=margin_s if margin_s is not None else _env_number(env, "BATCHER_MARGIN_S"),
-        keep=keep if keep is not None else int(_env_float(env, "BATCHER_KEEP", DEFAULT_KEEP)),
-        signals=parse_signals(
-            signals if signals is not None else env.get("BATCHER_SIGNALS") or DEFAULT_STOP_SIGNALS
-        ),
+        margin_s=margin_s if margin_s is not None else _number(job, "margin_s"),
+        keep=keep if keep is not None else int(_number(job, "keep", DEFAULT_KEEP)),
+        signals=parse_signals(signals if signals is not None else job.signals or DEFAULT_STOP_SIGNALS),
         progress_every_s=progress_every_s
         if progress_every_s is not None
-        else _env_float(env, "BATCHER_PROGRESS_S", DEFAULT_PROGRESS_S),
+        else _number(job, "progress_s", DEFAULT_PROGRESS_S),
         save_every=SaveEvery.parse(save_every, what="save_every")
         if save_every is not None
-        else SaveEvery.parse(env.get("BATCHER_SAVE_EVERY") or DEFAULT_SAVE_EVERY, what="BATCHER_SAVE_EVERY"),
-        experiment=experiment or env.get("BATCHER_EXPERIMENT") or run.root.name,
+        else SaveEvery.parse(job.save_every or DEFAULT_SAVE_EVERY, what=JobEnv.variable("save_every")),
+        experiment=experiment or job.experiment or run.root.name,
         segment=index,
-        status_file=Path(env["BATCHER_STATUS_FILE"]) if env.get("BATCHER_STATUS_FILE") else run.status(index),
-        launched=_launched(env.get("BATCHER_LAUNCHED")),
+        status_file=Path(job.status_file) if job.status_file else run.status(index),
+        launched=_launched(job.launched),
     )
 
 
@@ -104,15 +104,14 @@ def _launched(raw: str | None) -> float | None:
         return None
 
 
-def _env_float(env: Mapping[str, str], key: str, default: float) -> float:
-    value = _env_number(env, key)
-    return default if value is None else value
-
-
-def _env_number(env: Mapping[str, str], key: str) -> float | None:
-    raw = env.get(key)
-    if raw is None or raw == "":
-        return None
+@overload
+def _number(job: JobEnv, field: str) -> float | None: ...
+@overload
+def _number(job: JobEnv, field: str, default: float) -> float: ...
+def _number(job: JobEnv, field: str, default: float | None = None) -> float | None:
+    raw, key = getattr(job, field), JobEnv.variable(field)
+    if raw is None:
+        return default
     try:
         value = float(raw)
     except ValueError:
@@ -122,13 +121,12 @@ def _env_number(env: Mapping[str, str], key: str) -> float | None:
     return value
 
 
-def _segment_index(env: Mapping[str, str], run: RunLayout) -> int:
-    raw = env.get("BATCHER_SEGMENT")
+def _segment_index(raw: str | None, run: RunLayout) -> int:
     if raw:
         try:
             return int(raw)
         except ValueError:
-            raise BatcherError(f"BATCHER_SEGMENT={raw!r} is not an integer") from None
+            raise BatcherError(f"{JobEnv.variable('segment')}={raw!r} is not an integer") from None
     # started by hand: one more than the segments that reported, and than the segment that made
     # the newest checkpoint (a segment killed after a periodic save reported nothing)
     try:

@@ -62,6 +62,23 @@ class TrainingState:
     done: bool = False
     sharded_dir: str | None = None  # set on load: the folder whose shards hold ``sharded``
 
+    def position_on(self, world: int) -> tuple[Position, str | None]:
+        """Where a resume on ``world`` ranks continues, and, when that is not the world size that
+        saved it, what the resume cannot keep (a warning for the log)."""
+        saved = len(self.rng_by_rank)
+        pos = Position(**self.pos.as_dict())
+        if saved == world:
+            return pos, None
+        # the epoch's first batch x saved batches (of its one shuffled order, which a
+        # DistributedSampler splits among the ranks) are done: as many per rank on this world
+        # size are skipped (rounded down: a few samples may be seen twice, none is left out)
+        pos.batch = pos.batch * saved // world
+        return pos, (
+            f"this checkpoint was saved by {saved} process(es) and resumes on {world}: training "
+            "continues, but the data order from here on (and a sampler's split of the current "
+            "epoch) differs from a run on one rank count"
+        )
+
     def rng_of(self, rank: int) -> tuple[Any, Any]:
         """(RNG states, epoch-start RNG states) for ``rank``; a run resumed on more ranks than
         saved it deals the saved ones out round robin."""

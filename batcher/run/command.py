@@ -15,13 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from batcher.errors import BatcherError
+from batcher.job_env import JobEnv
 from batcher.run.atomic_files import atomic_write_bytes
 
-__all__ = ["ALLOW_ENV", "FILE", "check_command"]
+__all__ = ["FILE", "check_command"]
 
 FILE = "command.json"
-#: set to 1 to continue a run with changed arguments (e.g. more epochs); the record is updated
-ALLOW_ENV = "BATCHER_ALLOW_CHANGED_ARGS"
 
 
 def check_command(run_dir: Path, argv: Sequence[str], env: Mapping[str, str]) -> None:
@@ -44,7 +43,7 @@ def check_command(run_dir: Path, argv: Sequence[str], env: Mapping[str, str]) ->
         recorded = None
     if recorded == current:
         return
-    if env.get(ALLOW_ENV) == "1":
+    if JobEnv.from_env(env).allow_changed_args == "1":
         if main_rank:
             _write(path, current)
         return
@@ -54,8 +53,8 @@ def check_command(run_dir: Path, argv: Sequence[str], env: Mapping[str, str]) ->
         f"{run_dir} holds a run started as `{was}`, but this is `{now}` (differs in: "
         f"{' '.join(changed)}); resuming would bring back the old run's state, its optimizer's "
         "learning rate included. Give the new run its own folder (run_dir=... or "
-        f"BATCHER_RUN_DIR=...), or continue this run with the new arguments (e.g. more epochs) "
-        f"with {ALLOW_ENV}=1"
+        f"{JobEnv.variable('run_dir')}=...), or continue this run with the new arguments (e.g. "
+        f"more epochs) with {JobEnv.variable('allow_changed_args')}=1"
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from batcher.job_env import JobEnv
 from batcher.limits.policy import Policy, policy_from_spec, window_end
 from batcher.limits.timespec import parse_deadline, parse_duration
 from batcher.stopping.slurm import Runner, job_end_time
@@ -69,6 +70,7 @@ def resolve_deadline(
     Bad values raise :class:`~batcher.errors.TimeSpecError` / :class:`~batcher.errors.PolicyError`.
     """
     started = started or now
+    job = JobEnv.from_env(env)
     candidates: dict[str, datetime] = {}
     warnings: list[str] = []
     if deadline is not None:
@@ -77,14 +79,12 @@ def resolve_deadline(
         )
     if time_limit is not None:
         candidates["time_limit argument"] = started + parse_duration(time_limit, what="time_limit")
-    if env.get("BATCHER_DEADLINE"):
-        candidates["BATCHER_DEADLINE"] = parse_deadline(
-            env["BATCHER_DEADLINE"], now=started, what="BATCHER_DEADLINE"
-        )
-    if env.get("BATCHER_TIME_LIMIT"):
-        candidates["BATCHER_TIME_LIMIT"] = started + parse_duration(
-            env["BATCHER_TIME_LIMIT"], what="BATCHER_TIME_LIMIT"
-        )
+    if job.deadline:
+        name = JobEnv.variable("deadline")
+        candidates[name] = parse_deadline(job.deadline, now=started, what=name)
+    if job.time_limit:
+        name = JobEnv.variable("time_limit")
+        candidates[name] = started + parse_duration(job.time_limit, what=name)
     slurm = job_end_time(env, run=slurm_run)
     if slurm is not None:
         if slurm.end is not None:
@@ -94,8 +94,8 @@ def resolve_deadline(
                 f"could not read the Slurm job end time: {slurm.problem}; relying on the other "
                 "limits and on Slurm's signal before the end"
             )
-    if policy is None and env.get("BATCHER_POLICY"):
-        policy = policy_from_spec(env["BATCHER_POLICY"])
+    if policy is None and job.policy:
+        policy = policy_from_spec(job.policy)
     if policy is not None:
         candidates["policy window"] = window_end(policy, started)
     if not candidates:

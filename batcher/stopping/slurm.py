@@ -7,6 +7,8 @@ import subprocess
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 
+from batcher.job_env import JobEnv
+
 __all__ = ["SlurmEndTime", "SlurmWarning", "job_end_time", "parse_signal_spec"]
 
 Runner = Callable[[list[str], float], str]
@@ -106,7 +108,7 @@ class SlurmWarning:
     @classmethod
     def from_env(cls, env: Mapping[str, str], run: Runner = _run) -> SlurmWarning | None:
         """Read ``BATCHER_SLURM_SIGNAL`` (the sbatch ``--signal`` value, e.g. ``URG@60``) in a Slurm job."""
-        spec = env.get("BATCHER_SLURM_SIGNAL", "")
+        spec = JobEnv.from_env(env).slurm_signal or ""
         if not spec or not env.get("SLURM_JOB_ID"):
             return None
         try:

@@ -14,6 +14,7 @@ from typing import Any
 
 from batcher.ckpt.periodic import SaveEvery
 from batcher.errors import BatcherError, ConfigError
+from batcher.job_env import JobEnv
 from batcher.limits.policy import policy_to_spec
 from batcher.stopping.signals import DEFAULT_STOP_SIGNALS
 from batcher.stopping.slurm import parse_signal_spec
@@ -159,21 +160,20 @@ def segment_command(
     """The shell command of one segment: the experiment's script, started as its ranks need, with
     the environment that tells the in-job library where it runs and how it will be stopped."""
     env = {
-        "BATCHER_RUN_DIR": run_dir,
-        "BATCHER_STATUS_FILE": status_file,
-        "BATCHER_SEGMENT": str(segment),
-        "BATCHER_EXPERIMENT": exp.name,
-        "BATCHER_POLICY": policy_to_spec(exp.policy),
-        "BATCHER_SIGNALS": stop_signals(settings, minutes),
-        "BATCHER_SLURM_SIGNAL": stop_signal(settings, minutes),
+        **JobEnv(
+            run_dir=run_dir,
+            status_file=status_file,
+            segment=str(segment),
+            experiment=exp.name,
+            policy=policy_to_spec(exp.policy),
+            signals=stop_signals(settings, minutes),
+            slurm_signal=stop_signal(settings, minutes),
+            keep=str(settings["keep"]) if "keep" in settings else None,
+            margin_s=str(settings["margin_s"]) if "margin_s" in settings else None,
+            save_every=save_every(settings) if "save_every" in settings else None,
+        ).to_env(),
         "OMP_NUM_THREADS": str(exp.cpus if exp.ranks > 1 else threads),  # per rank
     }
-    if "keep" in settings:
-        env["BATCHER_KEEP"] = str(settings["keep"])
-    if "margin_s" in settings:
-        env["BATCHER_MARGIN_S"] = str(settings["margin_s"])
-    if "save_every" in settings:
-        env["BATCHER_SAVE_EVERY"] = save_every(settings)
     argv = [python, exp.script, *exp.command_args()]
     if srun_tasks(exp, settings):
         argv = [
@@ -200,6 +200,7 @@ def segment_command(
             f"--nproc-per-node={exp.tasks}",
             *argv[1:],
         ]
-    # BATCHER_LAUNCHED: when the job's shell starts Python, for the status file's timeline
+    # launched: when the job's shell starts Python, for the status file's timeline
     env_text = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    return f'{env_text} BATCHER_LAUNCHED="$(date +%s.%N)" exec ' + shlex.join(argv)
+    launched = JobEnv.variable("launched")
+    return f'{env_text} {launched}="$(date +%s.%N)" exec ' + shlex.join(argv)
