@@ -16,6 +16,7 @@ Relative imports count as the absolute ones they name; imports inside functions 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +161,28 @@ def test_tests_mirror_modules() -> None:
     expected = {f"test_{p.stem}.py" for p in IN_JOB if p.stem != "__init__"}
     expected |= {f"test_workflow_{p.stem}.py" for p in WORKFLOW.glob("*.py") if not p.stem.startswith("__")}
     assert not sorted(expected - tests), f"modules without a test file: {sorted(expected - tests)}"
+
+
+def test_the_architecture_page_lists_every_module_and_no_other() -> None:
+    """docs/architecture.md's tables, checked against the code."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    listed = set(re.findall(r"^\| `([a-z0-9_/]+)`(?:, `([a-z0-9_/]+)`)?", text, re.M))
+    names = {n for pair in listed for n in pair if n}
+    in_job = {str(p.relative_to(PACKAGE).with_suffix("")) for p in IN_JOB}
+    in_job = {n for n in in_job if not n.endswith("/__init__")}
+    workflow = {p.stem for p in WORKFLOW.glob("*.py") if not p.stem.startswith("__")}
+    assert in_job | workflow == names, (
+        sorted((in_job | workflow) - names),
+        sorted(names - in_job - workflow),
+    )
+
+
+def test_no_private_name_is_imported_across_modules() -> None:
+    bad = []
+    for path in [*IN_JOB, *sorted(WORKFLOW.glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("batcher"):
+                bad += [
+                    f"{_module(path)}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")
+                ]
+    assert not bad, bad

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from batcher.run.atomic_files import FaultHook, _atomic_file, _no_fault
+from batcher.run.atomic_files import FaultHook, atomic_file, no_fault
 
 __all__ = [
     "FORMAT",
@@ -94,11 +94,11 @@ def read_manifest(directory: Path) -> tuple[list[CheckpointInfo] | None, str | N
 
 
 def write_manifest(
-    directory: Path, entries: list[CheckpointInfo], *, keep_note: str, fault: FaultHook = _no_fault
+    directory: Path, entries: list[CheckpointInfo], *, keep_note: str, fault: FaultHook = no_fault
 ) -> None:
     """Replace the manifest atomically (temp file, fsync, rename, fsync folder) with ``entries``."""
     rows = [{k: v for k, v in asdict(e).items() if k not in ("parts", "chunk") or v} for e in entries]
     doc = {"format": FORMAT, "checkpoints": rows}
     data = (json.dumps(doc, indent=1) + "\n").encode()
-    with _atomic_file(directory / MANIFEST, fault, keep_note, "manifest") as f:
+    with atomic_file(directory / MANIFEST, fault, keep_note, "manifest") as f:
         f.write(data)

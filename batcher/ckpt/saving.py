@@ -193,11 +193,6 @@ class CollectiveSave:
         self._reported = True
         return flight.error if flight.error is not None else flight.result()
 
-    @property
-    def busy(self) -> bool:
-        """A background save was started and not yet waited for (the same on every rank)."""
-        return self._in_flight
-
     def wait(self) -> CheckpointInfo | None:
         """Wait for the background save (every rank calls it); return its manifest entry, None when
         none was in flight, or raise its failure as :class:`SaveError` on every rank."""

@@ -33,8 +33,6 @@ from batcher.errors import BatcherError
 from batcher.run.atomic_files import (
     PART_CHUNK,
     FaultHook,
-    _no_fault,
-    _save_error,
     atomic_path,
     atomic_write_bytes,
     checkpoint_digest,
@@ -45,9 +43,11 @@ from batcher.run.atomic_files import (
     files_of,
     fsync_dir,
     fsync_path,
+    no_fault,
     part_digests,
     parts_digest,
     remove_path,
+    save_error,
     stream_digest,
     temp_path,
 )
@@ -103,7 +103,7 @@ class CheckpointStore(CheckpointReader):
     >>> store.load_latest().state["model"]   # doctest: +SKIP
     """
 
-    def __init__(self, directory: Path | str, *, keep: int = 2, fault: FaultHook = _no_fault) -> None:
+    def __init__(self, directory: Path | str, *, keep: int = 2, fault: FaultHook = no_fault) -> None:
         if keep < 1:
             raise BatcherError(f"keep must be at least 1 (the newest checkpoint), got {keep}")
         super().__init__(directory)
@@ -124,7 +124,7 @@ class CheckpointStore(CheckpointReader):
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _save_error("checkpoint folder", self.directory, exc, "No checkpoint was changed.") from exc
+            raise save_error("checkpoint folder", self.directory, exc, "No checkpoint was changed.") from exc
         self._remove_stale_temps()
         previous, keep_note = self._previous(step)
         name = self._free_name(step, "pt")
@@ -223,7 +223,7 @@ class CheckpointStore(CheckpointReader):
             tmp = temp_path(self.directory / self._free_name(step, "dcp"))
             tmp.mkdir()
         except OSError as exc:
-            raise _save_error("checkpoint folder", self.directory, exc, self.keep_note(step)) from exc
+            raise save_error("checkpoint folder", self.directory, exc, self.keep_note(step)) from exc
         return tmp
 
     def commit_sharded(self, rest: dict[str, Any], *, step: int, segment: int) -> CheckpointInfo:

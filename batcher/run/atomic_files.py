@@ -22,6 +22,7 @@ from batcher.errors import BatcherError, SaveError
 __all__ = [
     "ALGORITHMS",
     "PART_CHUNK",
+    "atomic_file",
     "atomic_path",
     "atomic_write_bytes",
     "checkpoint_digest",
@@ -34,10 +35,12 @@ __all__ = [
     "fsync_dir",
     "fsync_path",
     "new_hash",
+    "no_fault",
     "part_digests",
     "parts_digest",
     "pieces_holding",
     "remove_path",
+    "save_error",
     "stream_digest",
     "temp_path",
 ]
@@ -50,7 +53,7 @@ PART_CHUNK = 16 << 20
 FaultHook = Callable[[str], None]
 
 
-def _no_fault(label: str) -> None:
+def no_fault(label: str) -> None:
     return None
 
 
@@ -99,7 +102,7 @@ def remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _save_error(what: str, path: Path, exc: OSError, keep_note: str) -> SaveError:
+def save_error(what: str, path: Path, exc: OSError, keep_note: str) -> SaveError:
     hint = {
         errno.ENOSPC: "the disk is full: free space or move the run folder to a larger disk",
         errno.EDQUOT: "the disk quota is exceeded: free space or raise the quota",
@@ -112,7 +115,7 @@ def _save_error(what: str, path: Path, exc: OSError, keep_note: str) -> SaveErro
 
 
 @contextmanager
-def atomic_path(path: Path, *, fault: FaultHook = _no_fault, keep_note: str, what: str) -> Iterator[Path]:
+def atomic_path(path: Path, *, fault: FaultHook = no_fault, keep_note: str, what: str) -> Iterator[Path]:
     """Yield a temporary name beside ``path``; once the caller has written it, make it ``path``.
 
     After the body: fsync the file (or the folder, when the caller made one), rename it over
@@ -129,7 +132,7 @@ def atomic_path(path: Path, *, fault: FaultHook = _no_fault, keep_note: str, wha
         fsync_dir(path.parent)
     except OSError as exc:
         _discard(tmp)
-        raise _save_error(what, path, exc, keep_note) from exc
+        raise save_error(what, path, exc, keep_note) from exc
     except BaseException:
         _discard(tmp)
         raise
@@ -143,15 +146,15 @@ def _discard(tmp: Path) -> None:
 
 
 @contextmanager
-def _atomic_file(path: Path, fault: FaultHook, keep_note: str, what: str) -> Iterator[IO[bytes]]:
+def atomic_file(path: Path, fault: FaultHook, keep_note: str, what: str) -> Iterator[IO[bytes]]:
     with atomic_path(path, fault=fault, keep_note=keep_note, what=what) as tmp, open(tmp, "wb") as f:
         yield f
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, what: str = "file", fault: FaultHook = _no_fault) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, what: str = "file", fault: FaultHook = no_fault) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic_file(path, fault, "The previous version is unchanged.", what) as f:
+    with atomic_file(path, fault, "The previous version is unchanged.", what) as f:
         f.write(data)
 
 

@@ -11,8 +11,7 @@ from datetime import datetime, timedelta, timezone
 from batcher.job_env import JobEnv
 from batcher.limits.policy import Policy, policy_from_spec, window_end
 from batcher.limits.timespec import parse_deadline, parse_duration
-from batcher.stopping.slurm import Runner, job_end_time
-from batcher.stopping.slurm import _run as _default_run
+from batcher.stopping.slurm import Runner, job_end_time, run_command
 
 __all__ = ["Deadline", "process_start_time", "resolve_deadline"]
 
@@ -25,12 +24,6 @@ class Deadline:
     source: str
     candidates: dict[str, datetime] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
-
-    def seconds_left(self, now: datetime) -> float:
-        """Return seconds from ``now`` to the deadline (``inf`` when there is none)."""
-        if self.at is None:
-            return float("inf")
-        return (self.at - now).total_seconds()
 
 
 def process_start_time() -> datetime:
@@ -60,7 +53,7 @@ def resolve_deadline(
     time_limit: timedelta | str | float | None = None,
     policy: Policy | None = None,
     started: datetime | None = None,
-    slurm_run: Runner = _default_run,
+    slurm_run: Runner = run_command,
 ) -> Deadline:
     """Return the earliest deadline among the sources that apply; ``at=None`` when none does.
 

@@ -9,12 +9,18 @@ from datetime import datetime, timezone
 
 from batcher.job_env import JobEnv
 
-__all__ = ["SlurmEndTime", "SlurmWarning", "job_end_time", "parse_signal_spec"]
+__all__ = [
+    "SlurmEndTime",
+    "SlurmWarning",
+    "job_end_time",
+    "parse_signal_spec",
+    "run_command",
+]
 
 Runner = Callable[[list[str], float], str]
 
 
-def _run(argv: list[str], timeout_s: float) -> str:
+def run_command(argv: list[str], timeout_s: float) -> str:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
@@ -52,7 +58,7 @@ class SlurmEndTime:
 
 
 def job_end_time(
-    env: Mapping[str, str], *, run: Runner = _run, timeout_s: float = 10.0
+    env: Mapping[str, str], *, run: Runner = run_command, timeout_s: float = 10.0
 ) -> SlurmEndTime | None:
     """Return the current Slurm job's end time, or None when not inside a Slurm job.
 
@@ -99,14 +105,16 @@ class SlurmWarning:
     #: about every 30 s; plus a little slack for delivery through the job step
     EARLY_S = 35.0
 
-    def __init__(self, signal_name: str, lead_s: float, env: Mapping[str, str], run: Runner = _run) -> None:
+    def __init__(
+        self, signal_name: str, lead_s: float, env: Mapping[str, str], run: Runner = run_command
+    ) -> None:
         self.signal = signal_name
         self.lead_s = lead_s
         self._env = env
         self._run = run
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], run: Runner = _run) -> SlurmWarning | None:
+    def from_env(cls, env: Mapping[str, str], run: Runner = run_command) -> SlurmWarning | None:
         """Read ``BATCHER_SLURM_SIGNAL`` (the sbatch ``--signal`` value, e.g. ``URG@60``) in a Slurm job."""
         spec = JobEnv.from_env(env).slurm_signal or ""
         if not spec or not env.get("SLURM_JOB_ID"):
