@@ -6,6 +6,11 @@ JSON (training start, last save end):
 
   gap       = job N end -> job N+1 start (what the launcher and the scheduler cost)
   goodput   = seconds spent in training steps / wall seconds from the first submit to the last end
+  slot use  = each full job's training seconds / its time limit (the policy's slot), and the
+              deadlines missed (a job that ended after its status file's deadline, or TIMEOUT)
+
+--margin learned leaves margin_s unset, so the stop margin is learned from the run's prediction
+errors (batcher/stopping/margin.py); a number fixes it (the default, 3, is what earlier results used).
 
 Default: the shipped profile (executor slurm-flat). --executor slurm measures the stock plugin
 for comparison. Needs `bash tests/slurm/cluster.sh up`. Run: python benchmarks/slurm_chain.py
@@ -55,6 +60,8 @@ def main() -> None:
     p.add_argument("--init-seconds", type=float, default=None, help="status-check start/interval")
     p.add_argument("--epochs", type=int, default=18, help="training length (>= 5 segments at the default)")
     p.add_argument("--tag", default=None)
+    p.add_argument("--policy", default="fixed:40s", help="the slot (default: %(default)s)")
+    p.add_argument("--margin", default="3", help="margin_s, or 'learned' (default: %(default)s)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(tmp)
@@ -72,8 +79,8 @@ def main() -> None:
             "--profile",
             "profiles/das5",
             "--config",
-            "policy=fixed:40s",
-            "margin_s=3",
+            f"policy={args.policy}",
+            *([] if args.margin == "learned" else [f"margin_s={args.margin}"]),
             "stop_signal=URG@1",
         ]
         executor = (
@@ -109,6 +116,10 @@ def main() -> None:
                 "end": ts(j["end"]),
                 "train_s": st["seconds"]["train"],
                 "stop": st["stop_reason"],
+                "deadline": datetime.fromisoformat(st["deadline"]).timestamp()
+                if st.get("deadline")
+                else None,
+                "wall_s": st["seconds"]["wall"],
                 "timeline": st.get("timeline", {}),
             }
         )
@@ -134,8 +145,23 @@ def main() -> None:
                 values.append(t[b_key] - t[a_key])
         if values:
             breakdown[name] = statistics.median(values)
+    slot_s = (
+        float(args.policy.removeprefix("fixed:").removesuffix("s"))
+        if args.policy.startswith("fixed:")
+        else None
+    )
+    full = [r for r in rows if r["stop"] == "deadline"]
+    slot_use = [r["train_s"] / slot_s for r in full] if slot_s else []
+    missed = [
+        r["job"] for r in rows if r["state"] == "TIMEOUT" or (r["deadline"] and r["save_end"] > r["deadline"])
+    ]
     result = {
         "executor": executor,
+        "policy": args.policy,
+        "margin": args.margin,
+        "slot_use": slot_use,
+        "slot_use_min": min(slot_use) if slot_use else None,
+        "missed_deadlines": missed,
         "breakdown_median_s": breakdown,
         "init_seconds": args.init_seconds,
         "segments": len(rows),
@@ -156,6 +182,12 @@ def main() -> None:
     )
     print(f"job start -> training start: median {result['job_start_to_training_median_s']:.1f}s")
     print(f"end-to-end goodput {result['goodput']:.3f} ({train:.0f}s training in {wall:.0f}s wall)")
+    if slot_use:
+        print(
+            f"slot use of the {len(full)} full jobs (training / {slot_s:g}s slot): "
+            + ", ".join(f"{u:.3f}" for u in slot_use)
+            + f"; deadlines missed: {len(missed)}"
+        )
     for name, seconds in breakdown.items():
         print(f"  {name}: median {seconds:.2f}s")
     OUT.mkdir(exist_ok=True)
