@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from batcher.ckpt.captured import load_values, uncompiled
+from batcher.ckpt.manifest import REST
 from batcher.ckpt.sharded import full_sharded_state
-from batcher.ckpt.store import REST, CheckpointStore
+from batcher.ckpt.store import CheckpointStore
+from batcher.run.layout import RunLayout
 
 __all__ = ["load_checkpoint", "whole_state"]
 
@@ -23,7 +25,7 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     why and a warning is issued, as a resumed segment reports it.
     Raises :class:`FileNotFoundError` when the run has no checkpoint yet.
     """
-    store = CheckpointStore(Path(run_dir) / "ckpt")
+    store = CheckpointStore(RunLayout(Path(run_dir)).ckpt)
     loaded = store.load_latest()
     if loaded is None:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet (looked in {store.directory})")

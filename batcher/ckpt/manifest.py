@@ -26,6 +26,7 @@ from batcher.run.atomic_files import FaultHook, atomic_file, no_fault
 __all__ = [
     "FORMAT",
     "MANIFEST",
+    "REST",
     "CheckpointInfo",
     "checkpoint_order",
     "is_checkpoint_name",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+REST = "rest.pt"  # in a sharded checkpoint folder: everything but the sharded objects
 FORMAT = 1
 _NAME = re.compile(r"^step-(\d{9,})(?:\.(\d+))?\.(?:pt|dcp)$")
 

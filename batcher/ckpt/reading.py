@@ -17,6 +17,7 @@ import torch
 
 from batcher.ckpt.manifest import (
     MANIFEST,
+    REST,
     CheckpointInfo,
     checkpoint_order,
     is_checkpoint_name,
@@ -33,9 +34,8 @@ from batcher.run.atomic_files import (
     pieces_holding,
 )
 
-__all__ = ["REST", "Agree", "Apply", "CheckpointReader", "LoadedCheckpoint", "Scope"]
+__all__ = ["Agree", "Apply", "CheckpointReader", "LoadedCheckpoint", "Scope"]
 
-REST = "rest.pt"  # in a sharded checkpoint folder: everything but the sharded objects
 _OTHER_RANK = "another rank found it damaged (see that rank's warning)"
 
 #: puts a loaded state into the live objects (see :meth:`CheckpointStore.load_latest`)

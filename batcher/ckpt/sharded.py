@@ -167,7 +167,7 @@ def _recording_load_planner() -> Any:
     from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
     from torch.distributed.checkpoint.planner import LoadPlan
 
-    from batcher.ckpt.reading import REST
+    from batcher.ckpt.manifest import REST
 
     class RecordingLoadPlanner(DefaultLoadPlanner):
         items: tuple[Any, ...] = ()

@@ -24,11 +24,12 @@ from typing import Any
 import torch
 
 from batcher.ckpt.manifest import (
+    REST,
     CheckpointInfo,
     new_checkpoint_name,
     write_manifest,
 )
-from batcher.ckpt.reading import REST, CheckpointReader, LoadedCheckpoint
+from batcher.ckpt.reading import CheckpointReader, LoadedCheckpoint
 from batcher.errors import BatcherError
 from batcher.run.atomic_files import (
     PART_CHUNK,
@@ -54,7 +55,6 @@ from batcher.run.atomic_files import (
 from batcher.run.background import Background
 
 __all__ = [
-    "REST",
     "CheckpointInfo",
     "CheckpointStore",
     "LoadedCheckpoint",

@@ -17,6 +17,7 @@ from pathlib import Path
 from batcher.errors import BatcherError
 from batcher.job_env import JobEnv
 from batcher.run.atomic_files import atomic_write_bytes
+from batcher.run.layout import RunLayout
 
 __all__ = ["FILE", "check_command"]
 
@@ -35,7 +36,7 @@ def check_command(run_dir: Path, argv: Sequence[str], env: Mapping[str, str]) ->
     try:
         recorded = json.loads(path.read_text())["argv"]
     except FileNotFoundError:
-        if (run_dir / "ckpt").exists() or not main_rank:
+        if RunLayout(run_dir).ckpt.exists() or not main_rank:
             return  # a run from before this record existed, or rank 0 writes it
         _write(path, current)
         return
