@@ -26,7 +26,8 @@ from batcher.errors import (
 from batcher.limits.policy import Policy, policy_from_spec
 
 if TYPE_CHECKING:
-    from batcher.api.loop import Segment, SegmentStopped
+    from batcher.api.loop import Segment
+    from batcher.api.script_end import SegmentStopped
     from batcher.api.start import segment
     from batcher.ckpt.load_checkpoint import load_checkpoint
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 # lazily keeps `import batcher.limits.policy` (the Snakefile, the CLI) free of the seconds torch takes.
 _LAZY = {
     "Segment": "batcher.api.loop",
-    "SegmentStopped": "batcher.api.loop",
+    "SegmentStopped": "batcher.api.script_end",
     "segment": "batcher.api.start",
     "load_checkpoint": "batcher.ckpt.load_checkpoint",
 }

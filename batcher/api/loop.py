@@ -12,38 +12,31 @@ It only orchestrates; docs/architecture.md says which module owns each concern i
 
 from __future__ import annotations
 
-import atexit
 import enum
-import gc
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, NoReturn, TypeVar
 
+from batcher.api.carried import Carried
+from batcher.api.counting import LoopCount
 from batcher.api.devices import gpu_warnings
 from batcher.api.objects import TrainingObjects
 from batcher.api.replay import EpochReplay, loader_length, resume_notice
 from batcher.api.report import Report, SegmentEnd
-from batcher.api.script_end import at_script_end, finish_forgotten
+from batcher.api.saves import SegmentSaves
+from batcher.api.script_end import at_script_end, exit_stopped, finish_forgotten
 from batcher.api.settings import Settings
-from batcher.ckpt.captured import capture_rng, restore_rng
 from batcher.ckpt.ranks import Ranks
-from batcher.ckpt.saving import CollectiveSave
-from batcher.ckpt.schedule import SaveSchedule
-from batcher.ckpt.store import CheckpointInfo, CheckpointStore
-from batcher.ckpt.training_state import Position, TrainingState
+from batcher.ckpt.store import CheckpointStore
+from batcher.ckpt.training_state import Position
 from batcher.errors import BatcherError, NotFinishedError
 from batcher.run.lock import RunLock
 from batcher.run.metrics import MetricLog
 from batcher.stopping.decision import DEADLINE, FAILED, SAVE, DeadlineSeconds, StopDecision
 
-__all__ = ["Segment", "SegmentStopped"]
+__all__ = ["Segment"]
 
 T = TypeVar("T")
-
-
-class SegmentStopped(SystemExit):
-    """Raised to end the process after a clean save: exit status 0 (130 after Ctrl-C, as shells
-    expect), the run is unfinished."""
 
 
 class Phase(enum.Enum):
@@ -78,23 +71,24 @@ class Segment:
             out, settings, store.directory, rank=self._ranks.rank if self._ranks.active else None
         )
         self._metrics = MetricLog(settings.run.metrics)
-        self._saver = CollectiveSave(store, self._ranks, self._objects.sharded, self._metrics)
-        self._schedule = SaveSchedule(settings.save_every, self._saver, on_saved=self._saved_in_background)
+        self._saves = SegmentSaves(
+            store, self._ranks, self._objects, self._metrics, settings.save_every, clock=clock,
+            on_saved=lambda info: stop.saved(info.save_s, info.size), on_background=self._report.saved_in_background,
+        )  # fmt: skip
         self._lock = RunLock(settings.run.lock)
-        self._pos, self._replay = Position(), EpochReplay()
-        self._started = self._last_boundary = self._last_progress = clock()
-        self._t_load = self._t_save = 0.0
-        self._start_step = self._start_tick = self._metrics_seq = 0
-        self._total: int | None = None
-        self._epoch_len: int | None = None
-        self._pending_rng: dict[str, Any] | None = None
+        self._count, self._replay = LoopCount(), EpochReplay()
+        self._carried = Carried(
+            self._objects, self._ranks, stop, self._count, self._replay, segment=self.index
+        )
+        self._started = self._last_boundary = clock()
+        self._t_load = 0.0
         self._phase, self._closed = Phase.TRAINING, False
-        self._done = False  # the checkpoint resumed from holds a finished run
-        self._dirty = False  # steps were taken since the last save
-        self._uses_iterate = self._uses_iterate_this_epoch = False
-        self._last_ckpt: CheckpointInfo | None = None
-        self._state_size: int | None = None
         self._timeline: dict[str, float] = {}
+        self.resumed = False  # this segment continued from a checkpoint
+
+    @property
+    def _pos(self) -> Position:
+        return self._count.pos
 
     @property
     def deadline(self) -> DeadlineSeconds:
@@ -106,45 +100,28 @@ class Segment:
             self._lock.acquire()
         self._signals.install()
         t0 = self._clock()
-        scope = self._objects.sharded.files_read if self._objects.sharded is not None else None
-        loaded = self._store.load_latest(apply=self._restore, scope=scope, agree=self._ranks.all_good)
-        for problem in loaded.problems if loaded else []:
-            self._say(f"WARNING: {problem}")
-        seq = self._metrics_seq if loaded else 0
+        loaded = self._carried.load(self._store, say=self._say)
+        if loaded:
+            self.resumed = True
+            self._saves.resumed(loaded.info, self._pos.tick)
+        seq = self._carried.metrics_seq if loaded else 0
         if self._ranks.main:
             self._metrics.resume(seq)
         self._metrics.seq = seq
         self._t_load = self._clock() - t0
-        self._last_boundary = self._last_progress = self._clock()
-        self._schedule.restart(self._last_boundary, self._pos.step)
+        self._last_boundary = self._clock()
+        self._saves.restart(self._last_boundary, self._pos.step, self._pos.tick)
         self._timeline = {"segment": self._started, "training": self._last_boundary}
         for warning in [*self.deadline.warnings, *(gpu_warnings() if self._ranks.main else [])]:
             self._say(f"WARNING: {warning}")
         margin = self._stop_decision.margin.describe()
         self._report.opened(loaded.info.file if loaded else None, self._pos, self.deadline, margin)
 
-    def _restore(self, state: dict[str, Any], info: CheckpointInfo) -> None:
-        where = str(self._store.directory / info.file)
-        saved = TrainingState.decode(state, where=where)
-        self._objects.restore(saved, where=where)
-        self._pos, rescaled = saved.position_on(self._ranks.world)
-        if rescaled and self._ranks.main:
-            self._say(f"WARNING: {rescaled}")
-        self._start_step, self._start_tick = self._pos.step, self._pos.tick
-        self._pending_rng, epoch_rng = saved.rng_of(self._ranks.rank)
-        self._replay.resume_from(epoch_rng, loader_live=saved.loader_live)
-        self._metrics_seq = saved.metrics_seq
-        measured = [(e.save_s, e.size) for e in self._store.entries() if e.save_s]
-        self._stop_decision.restore(saved.timing, measured)
-        self._done = saved.done
-        self._uses_iterate = len(self._stop_decision.batch_time) > 0
-        self._last_ckpt, self._state_size = info, info.size
-
     def _close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._saver.abandon()  # a background write still running finishes first
+        self._saves.close()
         self._metrics.close()
         self._signals.restore()
         self._store.wait_for_cleanup()  # old checkpoints go before another process may take the run
@@ -165,24 +142,14 @@ class Segment:
         """
         if not isinstance(stop, int) or stop < 0:
             raise BatcherError(f"seg.range(stop): stop must be a non-negative int, got {stop!r}")
-        self._total = stop
-        if self._pending_rng is not None:
-            restore_rng(self._pending_rng)
-            self._pending_rng = None
-        self._check(next_kinds=("batch",) if self._uses_iterate else ("epoch",), first=True)
+        self._count.total = stop
+        self._carried.put_back_rng()
+        self._check(next_kinds=self._count.epoch_start_kinds(), first=True)
         while self._pos.epoch < stop:
             yield self._pos.epoch
-            self._pos.epoch += 1
-            self._pos.batch, self._epoch_len = 0, None
             self._replay.end_epoch()
-            if not self._uses_iterate_this_epoch:
-                self._pos.step += 1
-            self._uses_iterate_this_epoch = False
-            if self._pos.epoch < stop:
-                self._boundary("epoch", next_kinds=("batch",) if self._uses_iterate else ("epoch",))
-            else:  # the loop is over: done() saves next, no reason to stop here
-                self._dirty = True
-                self._pos.tick += 1
+            if self._count.epoch_ended():
+                self._boundary("epoch", next_kinds=self._count.epoch_start_kinds())
         if self._phase is Phase.TRAINING:
             at_script_end(self._at_exit)
             self._phase = Phase.LOOP_ENDED
@@ -193,9 +160,8 @@ class Segment:
         A plain ``DataLoader`` is replayed from the RNG state captured when its epoch began; a
         loader with ``state_dict()`` passed to :func:`segment` resumes by itself.
         """
-        self._uses_iterate = self._uses_iterate_this_epoch = True
         self_resuming = self._objects.is_loader_given(loader)
-        self._epoch_len = loader_length(loader)
+        self._count.batches_begin(loader_length(loader))
         skip, t0 = self._pos.batch, time.perf_counter()
         batches = self._replay.batches(loader, skip, self_resuming=self_resuming)
         notice = resume_notice(loader, skip, time.perf_counter() - t0, self_resuming=self_resuming)
@@ -203,45 +169,26 @@ class Segment:
             self._say(f"NOTE: {notice}")
         for item in batches:
             yield item
-            self._pos.batch += 1
-            self._pos.step += 1
-            left = None if self._epoch_len is None else self._epoch_len - self._pos.batch
-            if left is not None and left <= 0:
-                # the epoch's batches are done, its tail (the code after this loop) runs next:
-                # no stop or save before it reaches seg.range's boundary, or a resume would run
-                # that tail again with no batch (the tail's time was in the last prediction)
-                self._boundary("batch", next_kinds=("epoch",), hold=True)
-            else:
-                self._boundary("batch", next_kinds=("batch", "epoch") if left == 1 else ("batch",))
+            next_kinds, hold = self._count.batch_ended()
+            self._boundary("batch", next_kinds=next_kinds, hold=hold)
 
     # -- boundaries: measure, decide, stop -------------------------------------------------------
     def _boundary(self, kind: str, *, next_kinds: tuple[str, ...], hold: bool = False) -> None:
         now = self._clock()
         # this segment's first step (compile, workers, caches) is kept apart
-        self._stop_decision.measured(
-            kind, now - self._last_boundary, first=self._pos.tick == self._start_tick
-        )
+        self._stop_decision.measured(kind, now - self._last_boundary, first=self._count.first_step)
         self._last_boundary = now
         self._pos.tick += 1
-        self._dirty = True
         if not hold:  # the same on every rank: the ranks' epochs are equally long
             self._check(next_kinds=next_kinds, now=now)
 
-    def _size(self) -> int:
-        """The next checkpoint's size, for the save-time prediction: the last one's, else a guess."""
-        if self._state_size is None:
-            self._state_size = self._objects.size_guess()
-        return self._state_size
-
     def _check(self, *, next_kinds: tuple[str, ...], now: float | None = None, first: bool = False) -> None:
         now = self._clock() if now is None else now
-        verdict = self._stop_decision.check(now, next_kinds, self._size, first=first)
-        background = self._schedule.code(
-            now, self._pos.step, end=self.deadline.at, state=self._objects.replicated_state
-        )
+        verdict = self._stop_decision.check(now, next_kinds, self._saves.size, first=first)
+        background = self._saves.due(now, self._pos.step, end=self.deadline.at)
         agreed = self._ranks.agree_stop(max(verdict.code, background))
         if agreed == FAILED:
-            self._schedule.wait()  # raises the background save's SaveError on every rank
+            self._saves.wait()  # raises the background save's SaveError on every rank
         if agreed >= DEADLINE:
             reason = verdict.reason
             if verdict.code < DEADLINE or agreed > verdict.code:
@@ -249,90 +196,60 @@ class Segment:
             self._stop(reason, step_s=verdict.step_s, save_s=verdict.save_s, now=now)
         if agreed == SAVE:
             self._save(now=now, background=True)
-        if self.settings.progress_every_s and now - self._last_progress >= self.settings.progress_every_s:
-            self._last_progress = now
-            rate = (self._pos.step - self._start_step) / max(now - self._started, 1e-9)
-            left = None if self.deadline.at is None else self.deadline.at - now
-            self._report.progress(self._pos, self._total, self._epoch_len, rate, left)
+        self._report.progress(now, self._count, now - self._started, self.deadline.at)
 
     def _stop(self, reason: str, *, step_s: float = 0.0, save_s: float = 0.0, now: float = 0.0) -> NoReturn:
-        if reason == "deadline" and self._pos.tick == self._start_tick:  # the same on every rank
+        if reason == "deadline" and self._count.first_step:  # the same on every rank
             self._close()
             left = (self.deadline.at or now) - now
             raise self._report.too_short(
                 step_s, save_s, self._stop_decision.margin_s, left, self.deadline.source
             )
-        self._save() if self._dirty else self._schedule.wait()
+        self._save_or_wait()
         self._write_status("unfinished", reason)
         spare = None if self.deadline.at is None else self.deadline.at - self._clock()
-        self._report.stopped(reason, self._pos, self._pos.step - self._start_step, spare, step_s, save_s)
+        self._report.stopped(reason, self._pos, self._count.steps_here, spare, step_s, save_s)
         self._close()
         self._ranks.finish()
-        # The process ends next, everything durable. Left to itself the interpreter's last garbage
-        # collections walk every object torch made: 1.0-1.7 s after import torch here, in every
-        # segment. Objects frozen at exit (after the atexit handlers registered later) are skipped.
-        atexit.register(gc.freeze)
-        raise SegmentStopped(130 if reason == "signal SIGINT" else 0)
+        exit_stopped(reason)
 
     # -- saving ----------------------------------------------------------------------------------
-    def _training_state(self) -> TrainingState:
-        return TrainingState(  # gathering the RNG states is a collective: every rank takes part
-            objects=self._objects.replicated_state(),
-            values=self._objects.saved_values(),
-            pos=Position(**self._pos.as_dict()),
-            rng_by_rank=self._ranks.gather(capture_rng()),
-            epoch_rng_by_rank=self._ranks.gather(self._replay.epoch_rng if self._pos.batch else None),
-            sharded=self._objects.sharded_names(),
-            total=self._total,
-            metrics_seq=self._metrics.seq,
-            timing=self._stop_decision.history(),
-            loader_live=self._replay.loader_live(mid_epoch=self._pos.batch > 0),
-            segment=self.index,
-            done=self._phase is not Phase.TRAINING,
-        )
-
     def _save(self, *, now: float = 0.0, background: bool = False) -> None:
-        """Save now: in the background (training waits only for the copy to host memory, and for
-        the previous background save still being written), else until the checkpoint is
-        committed (a stop, the end of the run)."""
-        self._schedule.wait()
-        t0 = self._clock()
-        state = self._training_state().encode()
-        if background:
-            self._schedule.start(state, now=now, step=self._pos.step, segment=self.index)
-        else:
-            self._saved(self._saver.save(state, step=self._pos.step, segment=self.index))
+        """Save now, in the background or until the checkpoint is committed (a stop, the run's end)."""
+        pos = self._pos
+        done = self._phase is not Phase.TRAINING
+
+        def state() -> dict[str, Any]:
+            return self._carried.capture(metrics_seq=self._metrics.seq, done=done).encode()
+
+        self._saves.save(
+            state, step=pos.step, segment=self.index, tick=pos.tick, now=now, background=background
+        )
+        if not background:
             self._timeline["saved"] = self._clock()
-        self._t_save += self._clock() - t0
-        self._dirty = False
 
-    def _saved(self, info: CheckpointInfo) -> None:
-        self._stop_decision.saved(info.save_s, info.size)
-        self._state_size, self._last_ckpt = info.size, info
-
-    def _saved_in_background(self, info: CheckpointInfo) -> None:
-        self._saved(info)
-        if self._ranks.main:
-            self._report.saved_in_background(info, self._saver.last_stall_s)
+    def _save_or_wait(self) -> None:
+        """Save what was trained since the last save, else wait for the background save in flight."""
+        if self._saves.dirty(self._pos.tick):
+            self._save()
+        else:
+            self._saves.wait()
 
     def _write_status(self, state: str, reason: str) -> None:
         if self._ranks.main:
             self._report.status(
                 SegmentEnd(
-                    state == "done", reason, self._pos, self._start_step, self._total, self._epoch_len,
-                    self._started, self._clock(), self._t_load, self._t_save, self.deadline,
-                    self._stop_decision.median_step(), self._last_ckpt, self._timeline,
+                    state == "done", reason, self._pos, self._count.start_step, self._count.total,
+                    self._count.epoch_len, self._started, self._clock(), self._t_load, self._saves.held_s,
+                    self.deadline, self._stop_decision.median_step(), self._saves.last, self._timeline,
                 )
             )  # fmt: skip
 
     # -- user-facing extras ----------------------------------------------------------------------
     def log(self, **metrics: Any) -> None:
         """Record one row of metrics (with epoch, step and segment added); never duplicated on resume."""
-        if not self._ranks.main:  # rank 0 keeps the log; the others only count rows
-            self._metrics.seq += 1
-            return
         row = {"epoch": self._pos.epoch, "step": self._pos.step, "segment": self.index, "time": time.time()}
-        self._metrics.log({**row, **metrics})
+        self._metrics.log({**row, **metrics}, write=self._ranks.main)  # rank 0 keeps the log
 
     def done(self) -> None:
         """Mark the run finished: save the final state and report ``done``.
@@ -340,17 +257,16 @@ class Segment:
         Raises :class:`NotFinishedError` when called before ``seg.range(...)`` ran to its end.
         """
         if self._phase is Phase.TRAINING:
-            where = (
-                "before seg.range(...) was used"
-                if self._total is None
-                else f"at epoch {self._pos.epoch}/{self._total}"
-            )
             raise NotFinishedError(
-                f"seg.done() called {where}; call it after the `for epoch in seg.range(n)` loop has run to its end"
+                f"seg.done() called {self._count.where()}; call it after the `for epoch in "
+                "seg.range(n)` loop has run to its end"
             )
         self._phase = Phase.FINISHING
-        self._save() if self._dirty or not self._done else self._schedule.wait()
-        self._done = True
+        if self._carried.done:
+            self._save_or_wait()
+        else:
+            self._save()
+        self._carried.done = True
         self._write_status("done", "finished")
         self._say(f"done: {self.experiment} finished at epoch {self._pos.epoch} (step {self._pos.step})")
         self._close()
@@ -364,8 +280,8 @@ class Segment:
         hold (e.g. a validation that found the best model so far). Outside the loop it saves at
         once. Under torch.distributed, every rank calls it.
         """
-        if self._total is not None and self._phase is Phase.TRAINING:
-            self._schedule.request()
+        if self._count.total is not None and self._phase is Phase.TRAINING:
+            self._saves.request()
         else:
             self._save()
 
@@ -378,11 +294,6 @@ class Segment:
     def step(self) -> int:
         """Steps (batches, or epochs without ``iterate``) completed over the whole run."""
         return self._pos.step
-
-    @property
-    def resumed(self) -> bool:
-        """True when this segment continued from a checkpoint."""
-        return self._last_ckpt is not None
 
     def _say(self, message: str) -> None:
         self._report.say(message)

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
+from batcher.api.counting import LoopCount
 from batcher.api.settings import Settings
 from batcher.ckpt.store import CheckpointInfo
 from batcher.ckpt.training_state import Position
@@ -56,6 +57,8 @@ class Report:
         self._out, self._settings, self._checkpoints = out, settings, checkpoints
         self.experiment, self.index = settings.experiment, settings.segment
         self._rank = "" if rank is None else f" rank {rank}"
+        self._main = rank is None or rank == 0
+        self._last_progress: float | None = None
 
     def say(self, message: str) -> None:
         print(f"[batcher{self._rank}] {message}", file=self._out, flush=True)
@@ -72,11 +75,17 @@ class Report:
             limit = f"deadline {at:%Y-%m-%d %H:%M:%S %Z} in {left} ({deadline.source})"
         self.say(f"{self.experiment} segment {self.index}: {where}; {limit}; {margin}")
 
-    def progress(
-        self, pos: Position, total: int | None, epoch_len: int | None, rate: float, left: float | None
-    ) -> None:
-        where = f"epoch {pos.epoch}/{total}" + (f" batch {pos.batch}/{epoch_len}" if epoch_len else "")
-        until = "" if left is None else f" | deadline in {format_duration(left)}"
+    def progress(self, now: float, count: LoopCount, elapsed: float, deadline: float | None) -> None:
+        """A progress line every ``progress_every_s`` (the first one that long after the first call)."""
+        every = self._settings.progress_every_s
+        if self._last_progress is None:
+            self._last_progress = now - elapsed
+        if not every or now - self._last_progress < every:
+            return
+        self._last_progress = now
+        pos, epoch_len, rate = count.pos, count.epoch_len, count.steps_here / max(elapsed, 1e-9)
+        where = f"epoch {pos.epoch}/{count.total}" + (f" batch {pos.batch}/{epoch_len}" if epoch_len else "")
+        until = "" if deadline is None else f" | deadline in {format_duration(deadline - now)}"
         self.say(f"{where} | step {pos.step} | {rate:.3g} steps/s{until}")
 
     def stopped(
@@ -91,6 +100,8 @@ class Report:
         )
 
     def saved_in_background(self, info: CheckpointInfo, stall_s: float) -> None:
+        if not self._main:
+            return
         self.say(
             f"saved {info.file} (step {info.step}) in the background: training paused {stall_s:.2f}s, "
             f"written in {info.save_s:.2f}s"

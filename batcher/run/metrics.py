@@ -63,7 +63,12 @@ class MetricLog:
             atomic_write_bytes(self.path, data, what="metric log")
         self.seq = seq
 
-    def log(self, row: dict[str, Any]) -> dict[str, Any]:
+    def log(self, row: dict[str, Any], *, write: bool = True) -> dict[str, Any]:
+        """Append ``row`` (numbers, strings, 0-d tensors) with its sequence number and return it
+        as written; ``write=False`` only counts it (the other ranks of a distributed run)."""
+        if not write:
+            self.seq += 1
+            return row
         full = {"_seq": self.seq, **{k: _plain(v) for k, v in row.items()}}
         try:
             line = json.dumps(full)
