@@ -13,6 +13,6 @@ include: "workflow/rules/results.smk"
 rule all:
     default_target: True
     input:
-        expand("results/{exp}/final.json", exp=EXPERIMENTS),
-        expand("results/{exp}/curves.png", exp=EXPERIMENTS),
-        "results/summary.png",
+        expand(str(RESULT.summary), exp=EXPERIMENTS),
+        expand(str(RESULT.curves), exp=EXPERIMENTS),
+        str(ResultsLayout.across("summary.png")),

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results"
 sys.path.insert(0, str(ROOT))
 
+from batcher.run.layout import ResultsLayout, RunLayout  # noqa: E402
 from batcher.workflow.experiments import load_experiments  # noqa: E402
 
 NAIVE = '''
@@ -60,10 +61,10 @@ def build(workdir: Path, n_exp: int, n_seg: int, naive: bool) -> None:
     exps = load_experiments(config)
     t = time.time() - 10 * n_exp * n_seg
     for exp in exps.values():
-        run = workdir / "runs" / exp.name / exp.run_id
-        (run / "status").mkdir(parents=True)
+        run = RunLayout.of(exp.name, exp.run_id, base=workdir)
+        run.status_dir.mkdir(parents=True)
         for n in range(n_seg):
-            p = run / "status" / f"seg-{n:04d}.json"
+            p = run.status(n)
             done = n == n_seg - 1
             p.write_text(
                 json.dumps(
@@ -78,16 +79,12 @@ def build(workdir: Path, n_exp: int, n_seg: int, naive: bool) -> None:
             )
             os.utime(p, (t, t))
             t += 1
-        for p in (
-            run / f"final-{n_seg}.json",
-            workdir / "results" / exp.name / "final.json",
-            workdir / "results" / exp.name / "final.pt",
-            workdir / "results" / exp.name / "curves.png",
-        ):
+        results = ResultsLayout.of(exp.name, base=workdir)
+        for p in (run.final_summary(n_seg), results.summary, results.state, results.curves):
             touch(p, t)
             t += 1
     for name in ("summary.png", "summary.tsv"):
-        touch(workdir / "results" / name, t)
+        touch(ResultsLayout.across(name, base=workdir), t)
 
 
 def touch(path: Path, when: float) -> None:

@@ -100,6 +100,7 @@ def test_the_workflow_side_and_the_format_owners_import_no_torch() -> None:
         "batcher",
         "batcher.run.layout",
         "batcher.run.status",
+        "batcher.run.summary",
         "batcher.ckpt.manifest",
         "batcher.run.metrics",
         "batcher.limits.policy",
@@ -186,3 +187,38 @@ def test_no_private_name_is_imported_across_modules() -> None:
                     f"{_module(path)}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")
                 ]
     assert not bad, bad
+
+
+def _string_literals(path: Path) -> list[tuple[int, str]]:
+    """The string literals of a Python file (docstrings left out), or of a Snakefile's lines."""
+    if path.suffix != ".py":
+        return [(n, m) for n, line in enumerate(path.read_text().splitlines(), 1)
+                if not line.lstrip().startswith("#") for m in re.findall(r'"([^"]*)"', line)]  # fmt: skip
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def test_result_and_run_paths_are_spelled_only_by_the_layout() -> None:
+    """#28: every path of the run folder and of results/ comes from batcher.run.layout; the
+    Snakefile, the rules, their scripts and the library never spell one out."""
+    spelled = re.compile(r"^results(/|$)|final\.json$|final\.pt$|^metrics\.jsonl$|^ckpt(/|$)")
+    sources = [
+        *(p for p in IN_JOB if p != PACKAGE / "run" / "layout.py"),
+        *sorted(WORKFLOW.glob("*.py")),
+        ROOT / "Snakefile",
+        *(ROOT / "workflow" / "rules").glob("*.smk"),
+        *(ROOT / "workflow" / "scripts").glob("*.py"),
+    ]
+    bad = [
+        f"{path.relative_to(ROOT)}:{n}: {text!r}"
+        for path in sources
+        for n, text in _string_literals(path)
+        if spelled.search(text)
+    ]
+    assert not bad, bad
+    assert all(spelled.search(t) for t in ("results/{exp}/final.json", "ckpt", "runs/a/final.pt"))

@@ -14,6 +14,8 @@ from conftest import python_env
 from helpers import losses, run_ranks, same_final_state, sleep_per_step, workflow_copy
 
 import batcher
+from batcher.run.layout import ResultsLayout
+from batcher.run.summary import read_summary
 
 
 @pytest.mark.parametrize("mode", ["ddp", "fsdp"])
@@ -237,8 +239,8 @@ def test_workflow_runs_two_tasks_per_segment(tmp_path: Path) -> None:
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads((wd / "results" / "ddp" / "final.json").read_text())
-    assert summary["segments"] >= 2 and summary["steps"] == 64
+    summary = read_summary(ResultsLayout.of("ddp", base=wd).summary)
+    assert summary.segments >= 2 and summary.steps == 64
     whole = run_ranks(tmp_path / "whole", ["--epochs", "4", "--fsdp"])
     assert [p.returncode for p in whole] == [0, 0]
     (run,) = (wd / "runs" / "ddp").iterdir()

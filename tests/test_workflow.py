@@ -15,6 +15,8 @@ from conftest import ROOT, python_env
 from helpers import TRAIN_FULL, run_segment, sleep_per_step, workflow_copy
 
 import batcher
+from batcher.run.layout import ResultsLayout
+from batcher.run.summary import read_summary
 
 pytestmark = pytest.mark.workflow
 
@@ -71,16 +73,19 @@ def _copy(finished: Path, tmp_path: Path) -> Path:
 
 def test_chain_reaches_done_and_equals_an_uninterrupted_run(finished: Path, tmp_path: Path) -> None:
     for exp in ("a", "b"):
-        summary = json.loads((finished / "results" / exp / "final.json").read_text())
-        assert summary["segments"] >= 3, summary
-        assert summary["steps"] == 96
+        results = ResultsLayout.of(exp, base=finished)
+        summary = read_summary(results.summary)
+        assert summary.segments >= 3, summary
+        published = str(ResultsLayout.of(exp).state)  # relative to the workflow's folder
+        assert summary.steps == 96 and summary.checkpoint.file == published
+        assert summary.checkpoint.source and published in (summary.load_weights or "")
         segs = [json.loads(p.read_text()) for p in statuses(finished, exp)]
         assert [s["status"] for s in segs] == ["unfinished"] * (len(segs) - 1) + ["done"]
         assert all(s["stop_reason"] == "deadline" for s in segs[:-1])
     whole = run_segment(TRAIN_FULL, ["--step-sleep", "0", "--epochs", "6"], tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
     expected = batcher.load_checkpoint(tmp_path / "whole")["objects"]["model"]
-    final = torch.load(finished / "results" / "a" / "final.pt", weights_only=True)["objects"]["model"]
+    final = torch.load(ResultsLayout.of("a", base=finished).state, weights_only=True)["objects"]["model"]
     assert expected.keys() == final.keys()
     assert all(torch.equal(expected[k], final[k]) for k in expected)
 
@@ -98,7 +103,7 @@ def test_added_experiment_runs_alone(finished: Path, tmp_path: Path) -> None:
     write_config(workdir, {**EXPERIMENTS, "c": {"script": "scripts/train_full.py", "length": 1}})
     snakemake(workdir)
     assert {e: statuses(workdir, e) for e in ("a", "b")} == before
-    assert json.loads((workdir / "results" / "c" / "final.json").read_text())["steps"] == 16
+    assert read_summary(ResultsLayout.of("c", base=workdir).summary).steps == 16
 
 
 def test_raised_length_continues_without_repeating_a_step(finished: Path, tmp_path: Path) -> None:
@@ -113,7 +118,7 @@ def test_raised_length_continues_without_repeating_a_step(finished: Path, tmp_pa
     (run_dir,) = (workdir / "runs" / "a").iterdir()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(112))
-    assert json.loads((workdir / "results" / "a" / "final.json").read_text())["steps"] == 112
+    assert read_summary(ResultsLayout.of("a", base=workdir).summary).steps == 112
     assert statuses(workdir, "b") == before_b
 
 
@@ -126,8 +131,8 @@ def test_changed_hyper_parameter_retrains_only_that_experiment(finished: Path, t
     assert statuses(workdir, "a") == before_a
     runs_b = sorted(p.name for p in (workdir / "runs" / "b").iterdir())
     assert len(runs_b) == 2 and set(old_b) < set(runs_b)  # the old run is kept, never mixed
-    summary = json.loads((workdir / "results" / "b" / "final.json").read_text())
-    assert summary["steps"] == 16 and summary["run_dir"] not in old_b
+    summary = read_summary(ResultsLayout.of("b", base=workdir).summary)
+    assert summary.steps == 16 and summary.run.root.name not in old_b
 
 
 def test_bad_config_stops_snakemake_with_the_message(finished: Path, tmp_path: Path) -> None:

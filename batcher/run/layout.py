@@ -8,7 +8,12 @@ paths out; Python code, the Snakemake rules and their scripts all ask it.
       logs/seg-NNNN.log                  a segment's output (written by the workflow)
       lock                               held while a process trains the run (batcher.run.lock)
       command.json                       the command line of a run started by hand (batcher.run.command)
-      final-<length>.json                a finished chain's summary (the workflow's finalize)
+      final-<length>.json                a finished chain's summary (batcher.run.summary)
+
+    results/<experiment>/                what the workflow publishes of a finished run
+      final.json, final.pt               its summary and final checkpoint (the workflow's publish)
+      curves.png                         its metric curves
+    results/summary.png, summary.tsv     all experiments compared
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ __all__ = [
     "FINALIZE_LOG_PATTERN",
     "FINAL_PATTERN",
     "LOG_PATTERN",
+    "RESULTS",
     "RUN_PATTERN",
     "STATUS_PATTERN",
+    "ResultsLayout",
     "RunLayout",
 ]
+
+RESULTS = "results"  # where the workflow publishes finished runs (ResultsLayout)
 
 # The same paths as wildcard patterns, for Snakemake rules ({exp}, {run}, {n}: 4 digits, {length})
 RUN_PATTERN = "runs/{exp}/{run}"
@@ -81,3 +90,40 @@ class RunLayout:
 
     def final_summary(self, length: int) -> Path:
         return self.root / f"final-{length}.json"
+
+
+@dataclass(frozen=True)
+class ResultsLayout:
+    """The published results of one experiment (``root``: ``results/<experiment>``); the
+    class methods give the Snakemake patterns (``{exp}``) and the files across experiments."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, experiment: str, *, base: Path = Path(".")) -> ResultsLayout:
+        return cls(base / RESULTS / experiment)
+
+    @classmethod
+    def pattern(cls) -> ResultsLayout:
+        """The same paths with ``{exp}`` for the experiment, as strings for the rules: ``str(...)``."""
+        return cls(Path(RESULTS) / "{exp}")
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "final.json"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "final.pt"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    def log(self, rule: str) -> Path:
+        return self.root / f"{rule}.log"
+
+    @staticmethod
+    def across(name: str, *, base: Path = Path(".")) -> Path:
+        """A file about every experiment: ``summary.png``, ``summary.tsv``, ``summary.log``."""
+        return base / RESULTS / name

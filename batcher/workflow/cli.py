@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from batcher.errors import BatcherError
 from batcher.limits.policy import policy_from_spec
 from batcher.limits.timespec import format_duration, parse_deadline, parse_duration
-from batcher.run.layout import RunLayout
+from batcher.run.layout import ResultsLayout, RunLayout
 from batcher.workflow.experiments import Experiment, experiments_from
 from batcher.workflow.progress import experiment_progress
 from batcher.workflow.sources import EffectiveConfig, profile_settings_files, resolve_config
@@ -197,7 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     pl = sub.add_parser("plot", help="metric curves per experiment with segment boundaries, and a summary")
     pl.add_argument("--config", default="config.yaml", help=config_help)
     pl.add_argument("--profile", help=profile_help)
-    pl.add_argument("--out", default="results/plots", help="folder for the PNG files (default: %(default)s)")
+    pl.add_argument(
+        "--out",
+        default=str(ResultsLayout.across("plots")),
+        help="folder for the PNG files (default: %(default)s)",
+    )
     pl.add_argument("--metric", default="loss", help="metric compared in summary.png")
     argv = list(sys.argv[1:] if argv is None else argv)
     for i, arg in enumerate(argv[:-1]):  # `--at -5h`: argparse would take -5h for an option

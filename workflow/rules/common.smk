@@ -11,6 +11,7 @@ from batcher.run.layout import (
     FINALIZE_LOG_PATTERN,
     LOG_PATTERN,
     STATUS_PATTERN,
+    ResultsLayout,
     RunLayout,
 )
 from batcher.workflow import launch
@@ -32,6 +33,9 @@ def _effective_config():
         raise WorkflowError(str(exc)) from None
 
 
+RESULT = (
+    ResultsLayout.pattern()
+)  # results/{exp}/...: what publish, curves and all ask for
 _EFFECTIVE = _effective_config()
 config.clear()
 config.update(_EFFECTIVE.config)

@@ -31,10 +31,10 @@ rule publish:
             run_layout(wildcards.exp).final_summary(EXPERIMENTS[wildcards.exp].length)
         ),
     output:
-        summary="results/{exp}/final.json",
-        state="results/{exp}/final.pt",
+        summary=str(RESULT.summary),
+        state=str(RESULT.state),
     log:
-        "results/{exp}/publish.log",
+        str(RESULT.log("publish")),
     conda:
         "../envs/batcher.yaml"
     script:
@@ -43,16 +43,16 @@ rule publish:
 
 rule curves:
     input:
-        "results/{exp}/final.json",
+        str(RESULT.summary),
     output:
         report(
-            "results/{exp}/curves.png",
+            str(RESULT.curves),
             caption="../report/curves.rst",
             category="Curves",
             labels={"experiment": "{exp}"},
         ),
     log:
-        "results/{exp}/curves.log",
+        str(RESULT.log("curves")),
     conda:
         "../envs/batcher.yaml"
     script:
@@ -61,16 +61,20 @@ rule curves:
 
 rule summary:
     input:
-        expand("results/{exp}/final.json", exp=EXPERIMENTS),
+        expand(str(RESULT.summary), exp=EXPERIMENTS),
     output:
         plot=report(
-            "results/summary.png", caption="../report/summary.rst", category="Summary"
+            str(ResultsLayout.across("summary.png")),
+            caption="../report/summary.rst",
+            category="Summary",
         ),
         table=report(
-            "results/summary.tsv", caption="../report/table.rst", category="Summary"
+            str(ResultsLayout.across("summary.tsv")),
+            caption="../report/table.rst",
+            category="Summary",
         ),
     log:
-        "results/summary.log",
+        str(ResultsLayout.across("summary.log")),
     conda:
         "../envs/batcher.yaml"
     script:

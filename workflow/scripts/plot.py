@@ -1,30 +1,23 @@
 """Curves of one experiment (rule curves) or of all of them plus a table (rule summary)."""
 
 import csv
-import json
 from pathlib import Path
 
+from batcher.run.summary import read_summary
 from batcher.workflow.plots import plot_run, plot_summary
 
 snakemake = globals()["snakemake"]
-summaries = {Path(p).parent.name: json.loads(Path(p).read_text()) for p in snakemake.input}
+summaries = {Path(p).parent.name: read_summary(Path(p)) for p in snakemake.input}
 if snakemake.rule == "curves":
     ((name, summary),) = summaries.items()
-    plot_run(Path(summary["run_dir"]) / "metrics.jsonl", Path(snakemake.output[0]), title=name)
+    plot_run(summary.run.metrics, Path(snakemake.output[0]), title=name)
 else:
-    plot_summary(
-        {n: Path(s["run_dir"]) / "metrics.jsonl" for n, s in summaries.items()}, Path(snakemake.output.plot)
-    )
-    keys = sorted({k for s in summaries.values() for k in s["final_metrics"] if k not in ("time", "segment")})
+    plot_summary({n: s.run.metrics for n, s in summaries.items()}, Path(snakemake.output.plot))
+    keys = sorted({k for s in summaries.values() for k in s.final_metrics if k not in ("time", "segment")})
     with open(snakemake.output.table, "w", newline="") as f:
         w = csv.writer(f, delimiter="\t")
         w.writerow(["experiment", "segments", "train_seconds", *keys])
         for n, s in summaries.items():
             w.writerow(
-                [
-                    n,
-                    s["segments"],
-                    round(s["train_seconds"], 1),
-                    *(s["final_metrics"].get(k, "") for k in keys),
-                ]
+                [n, s.segments, round(s.train_seconds, 1), *(s.final_metrics.get(k, "") for k in keys)]
             )

@@ -1,15 +1,15 @@
 """Copy a finished run's summary and final checkpoint to results/{exp}/ (verified, atomic, durable)."""
 
-import json
 import shutil
 from pathlib import Path
 
-from batcher.run.atomic_files import atomic_path, atomic_write_bytes, checkpoint_digest, file_digest
+from batcher.run.atomic_files import atomic_path, checkpoint_digest, file_digest
+from batcher.run.summary import read_summary, write_summary
 
 snakemake = globals()["snakemake"]
-summary = json.loads(Path(snakemake.input[0]).read_text())
-source = Path(summary["checkpoint"]["file"])
-algorithm, digest = summary["checkpoint"]["algorithm"], summary["checkpoint"]["digest"]
+summary = read_summary(Path(snakemake.input[0]))
+source = Path(summary.checkpoint.file)
+algorithm, digest = summary.checkpoint.algorithm, summary.checkpoint.digest
 out = Path(snakemake.output.state)
 mismatch = f"{source} does not match the digest in {snakemake.input[0]}; rerun that experiment"
 keep_note = f"The run's own checkpoint {source} is intact."
@@ -26,6 +26,4 @@ with atomic_path(out, keep_note=keep_note, what="published checkpoint") as tmp:
         shutil.copyfile(source, tmp)
         if file_digest(tmp, algorithm) != digest:
             raise SystemExit(mismatch)
-summary["checkpoint"] = {**summary["checkpoint"], "file": str(out), "source": str(source)}
-summary["load_weights"] = "torch.load('results/<exp>/final.pt', weights_only=True)['objects']['model']"
-atomic_write_bytes(Path(snakemake.output.summary), (json.dumps(summary, indent=1) + "\n").encode())
+write_summary(Path(snakemake.output.summary), summary.published(out))
