@@ -8,29 +8,38 @@ change: it waits ``--slurm-flat-init-seconds-before-status-checks`` between stat
 always. One status query covers all jobs of the run, so a 2 s cadence costs Slurm one squeue
 call every 2 s.
 
-A second change cuts one Snakemake start from every job. Upstream, the batch job runs Snakemake
-with the ``slurm-jobstep`` executor, which starts ``srun`` and, inside that step, Snakemake once
-more to run the rule (about 3 s per job on the test cluster, and a second parse of the Snakefile).
-Here the batch job runs the rule with Snakemake's ``local`` executor (what upstream's inner
-Snakemake runs), so the rule's shell command starts in the batch job itself. The workflow's
-segment rule starts its training under ``srun`` (batcher.workflow.launch.uses_srun), so the job's
-stop signal, which Slurm sends to job steps, still reaches it.
+A second change cuts both Snakemake starts from a job that only runs a shell command. Upstream,
+the batch job runs Snakemake with the ``slurm-jobstep`` executor, which starts ``srun`` and, inside
+that step, Snakemake once more to run the rule (about 3 s per job on the test cluster, and two more
+parses of the Snakefile). Here the batch job runs the rule's shell command itself
+(:func:`direct_command`): it makes the output and log folders, removes old outputs, and runs the
+command under ``bash`` with Snakemake's strict mode, as Snakemake's own job would; Snakemake's
+bookkeeping (the outputs' check, metadata, retries) stays on the head node, where it happens for
+every remote job anyway. A job that needs Snakemake inside it (a ``run:`` or ``script:`` rule, a
+group, conda or containers, shadow folders, a benchmark, storage plugins, array jobs) runs
+Snakemake with the ``local`` executor instead, still one Snakemake start less than upstream. The
+workflow's segment rule starts its training under ``srun`` (batcher.workflow.launch.uses_srun), so
+the job's stop signal, which Slurm sends to job steps, still reaches it.
 
-It overrides two public hooks of Snakemake's executor interface, ``RemoteExecutor.sleep()`` (the
-wait between status checks) and ``RealExecutor.additional_general_args()`` (the executor the
-job runs), and was checked against snakemake-executor-plugin-slurm 2.8.0 and
-snakemake-interface-executor-plugins 9.4 (pyproject pins the plugin; tests/test_slurm_flat.py
-fails when the upstream classes change what this relies on).
+It overrides three public hooks of Snakemake's executor interface, ``RemoteExecutor.sleep()`` (the
+wait between status checks), ``RealExecutor.format_job_exec()`` (the job's command) and
+``RealExecutor.additional_general_args()`` (the executor a job with Snakemake runs), and was
+checked against snakemake-executor-plugin-slurm 2.8.0 and snakemake-interface-executor-plugins 9.4
+(pyproject pins the plugin; tests/test_slurm_flat.py fails when the upstream classes change what
+this relies on).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
+from typing import Any
 
 from snakemake_executor_plugin_slurm import Executor as _SlurmExecutor
 from snakemake_executor_plugin_slurm import ExecutorSettings, common_settings
 
-__all__ = ["Executor", "ExecutorSettings", "common_settings"]
+__all__ = ["Executor", "ExecutorSettings", "common_settings", "direct_command", "for_wrap"]
 
 #: the wait between status checks when the profile sets none
 DEFAULT_INTERVAL_S = 2.0
@@ -43,6 +52,23 @@ class Executor(_SlurmExecutor):  # type: ignore[misc]
         """Wait until the next status check: the flat interval, however long no job finished."""
         await asyncio.sleep(self.flat_interval())
 
+    def format_job_exec(self, job: Any) -> str:
+        """The job's command: the rule's shell command itself when nothing else is left for
+        Snakemake to do in the job (:func:`direct_command`), else Snakemake's (upstream's)."""
+        array_rules = set(getattr(self, "array_jobs", None) or ())
+        direct = direct_command(job, self.workflow, array_rules=array_rules)
+        if direct is None:
+            return str(super().format_job_exec(job))
+        precommand = self.workflow.spawned_job_args_factory.precommand(
+            executor_common_settings=self.common_settings
+        )
+        # what upstream's command sets before Snakemake starts: --envvars, a precommand
+        before = [self.get_envvar_declarations(), f"{precommand} &&" if precommand else ""]
+        direct = " ".join([*(b for b in before if b), direct])
+        if getattr(self.workflow.executor_settings, "pass_command_as_script", False):
+            return direct  # a script through stdin: the shell reads it as written
+        return for_wrap(direct)
+
     def additional_general_args(self) -> str:
         """The job's own Snakemake runs the rule directly (``local``), not through ``slurm-jobstep``'s
         srun and second Snakemake."""
@@ -52,3 +78,39 @@ class Executor(_SlurmExecutor):  # type: ignore[misc]
         """``--slurm-flat-init-seconds-before-status-checks``, else 2 s."""
         value = getattr(self.workflow.executor_settings, "init_seconds_before_status_checks", None)
         return float(value or DEFAULT_INTERVAL_S)
+
+
+def direct_command(job: Any, workflow: Any, *, array_rules: set[str]) -> str | None:
+    """The shell command that runs ``job`` in its batch job without Snakemake, or None when
+    Snakemake must run in the job: for anything but a plain shell rule (``run:``, ``script:``,
+    wrappers, notebooks), a group job, a software deployment method (conda, apptainer, env
+    modules), a shadow folder, a benchmark file, pipes or services, files in storage plugins, or
+    a rule submitted as an array job (Snakemake's jobstep dispatches those)."""
+    if (
+        job.is_group()
+        or not job.is_shell
+        or job.rule.name in array_rules
+        or "all" in array_rules
+        or getattr(job.rule, "shadow_depth", None)
+        or job.benchmark
+        or job.is_pipe
+        or job.is_service
+        or workflow.deployment_settings.deployment_method
+        or any(getattr(f, "is_storage", False) for f in [*job.input, *job.output, *job.log])
+    ):
+        return None
+    files = [str(f) for f in [*job.output, *job.log]]
+    folders = sorted({os.path.dirname(f) for f in files} - {""})
+    steps = [
+        *([f"mkdir -p {shlex.join(folders)}"] if folders else []),
+        *([f"rm -rf {shlex.join(str(f) for f in job.output)}"] if job.output else []),
+        # Snakemake's shell: bash in strict mode
+        "exec bash -c " + shlex.quote("set -euo pipefail; " + str(job.shellcmd)),
+    ]
+    return " && ".join(steps)
+
+
+def for_wrap(command: str) -> str:
+    """``command`` as upstream puts it into ``sbatch --wrap="..."`` (it escapes only ``"``):
+    with ``\\``, ``$`` and backquotes escaped too, the submitting shell leaves it as written."""
+    return command.replace("\\", "\\\\").replace("$", "\\$").replace("`", "\\`")

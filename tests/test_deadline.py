@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from batcher.errors import PolicyError
 from batcher.limits.policy import FixedPolicy
-from batcher.stopping.deadline import resolve_deadline
+from batcher.stopping.deadline import process_start_time, resolve_deadline
 from batcher.stopping.slurm import job_end_time
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -70,3 +71,16 @@ def test_limits_count_from_process_start() -> None:
 def test_bad_policy_env() -> None:
     with pytest.raises(PolicyError, match="unknown policy 'sometimes'"):
         resolve_deadline(now=NOW, env={"BATCHER_POLICY": "sometimes"})
+
+
+def test_the_process_start_takes_the_exact_launch_time_when_it_is_later() -> None:
+    """/proc counts from a boot time in whole seconds (up to 1 s early); BATCHER_LAUNCHED, written
+    by the job's shell just before Python, is exact: the later of the two lower bounds is the start
+    (#31: with no Snakemake in the job, the policy window from /proc ended 1 s before Slurm's end)."""
+    proc = process_start_time().timestamp()
+    now = time.time()
+    assert proc <= now
+    halfway = proc + (now - proc) / 2
+    assert process_start_time(launched=halfway).timestamp() == pytest.approx(halfway)
+    assert process_start_time(launched=proc - 10).timestamp() == pytest.approx(proc)
+    assert process_start_time(launched=now + 100).timestamp() == pytest.approx(proc)  # not yet: ignored

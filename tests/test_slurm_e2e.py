@@ -119,10 +119,10 @@ def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: P
     assert len(jobs) >= 3 and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
     assert all(j["limit"] == "00:01:00" for j in jobs)
     for job in jobs:
-        # slurm-flat: the job's one Snakemake runs the rule (no srun + second Snakemake), and the
+        # slurm-flat: the job runs the rule's command itself, no Snakemake in it (#31), and the
         # training is the job step that the stop signal reaches
         (log,) = (workdir / ".snakemake" / "slurm_logs").rglob(f"{job['id']}.log")
-        assert log.read_text().count("Building DAG of jobs") == 1, log.read_text()[-3000:]
+        assert "Building DAG of jobs" not in log.read_text(), log.read_text()[-3000:]
         steps = _sh("sacct", "-n", "-P", "-j", job["id"], "-o", "JobID,JobName").split()
         assert f"{job['id']}.0|python" in steps, steps
     for s in statuses[:-1]:

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
 import time
 from importlib.metadata import version
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from conftest import ROOT
 from snakemake_executor_plugin_slurm import Executor as SlurmExecutor
 from snakemake_interface_executor_plugins.executors.real import RealExecutor
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
-from snakemake_executor_plugin_slurm_flat import Executor
+from snakemake_executor_plugin_slurm_flat import Executor, direct_command, for_wrap
 
 
 def test_the_pinned_upstream_plugin_is_the_one_installed() -> None:
@@ -55,3 +58,85 @@ def test_the_job_runs_the_rule_itself_with_the_local_executor() -> None:
     assert "--executor slurm-jobstep" in inspect.getsource(SlurmExecutor.additional_general_args)
     assert Executor.additional_general_args(None) == "--executor local --jobs 1"  # type: ignore[arg-type]
     assert "local" in ExecutorPluginRegistry().plugins
+
+
+def _job(**overrides: object) -> SimpleNamespace:
+    job = SimpleNamespace(
+        is_group=lambda: False,
+        is_shell=True,
+        rule=SimpleNamespace(name="segment", shadow_depth=None),
+        benchmark=None,
+        is_pipe=False,
+        is_service=False,
+        input=[],
+        output=["runs/e/r/status/seg-0001.json"],
+        log=["runs/e/r/logs/seg-0001.log"],
+        shellcmd='X="$(echo a b)" exec sh -c \'echo "$X" $0 `echo c`\' arg > runs/e/r/logs/seg-0001.log 2>&1',
+    )
+    for key, value in overrides.items():
+        setattr(job, key, value)
+    return job
+
+
+_WORKFLOW = SimpleNamespace(deployment_settings=SimpleNamespace(deployment_method=set()))
+
+
+def test_a_plain_shell_rule_runs_without_snakemake_in_the_job(tmp_path: Path) -> None:
+    """#31 item 2: the batch job makes the folders, removes the old output and runs the rule's
+    command in bash's strict mode; sent through upstream's ``--wrap="..."`` it arrives as written."""
+    command = direct_command(_job(), _WORKFLOW, array_rules=set())
+    assert command is not None and "snakemake" not in command
+    status = tmp_path / "runs/e/r/status/seg-0001.json"
+    status.parent.mkdir(parents=True)
+    status.write_text("old")
+    # what upstream does with the command: escape ", wrap it, and hand it to a shell (sbatch's)
+    wrapped = for_wrap(command).replace('"', '\\"')
+    submitted = subprocess.run(
+        ["sh", "-c", f'printf %s "{wrapped}"'], capture_output=True, text=True, check=True
+    ).stdout
+    assert submitted == command
+    done = subprocess.run(["sh", "-c", submitted], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not status.exists()  # the old output is gone, as Snakemake's job.prepare() does
+    assert (tmp_path / "runs/e/r/logs/seg-0001.log").read_text() == "a b arg c\n"
+    failing = _job(shellcmd="false | cat")  # strict mode: a failed pipe fails the job
+    run = subprocess.run(
+        ["sh", "-c", direct_command(failing, _WORKFLOW, array_rules=set()) or ""], cwd=tmp_path
+    )
+    assert run.returncode != 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"is_group": lambda: True},
+        {"is_shell": False},
+        {"rule": SimpleNamespace(name="segment", shadow_depth="minimal")},
+        {"benchmark": "bench.tsv"},
+        {"is_pipe": True},
+        {"is_service": True},
+        {"output": [SimpleNamespace(is_storage=True)]},
+        {"array": {"segment"}},
+        {"array": {"all"}},
+        {"deployment": {"conda"}},
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_a_job_that_needs_snakemake_keeps_it(change: dict[str, object]) -> None:
+    array = change.pop("array", set())
+    deployment = change.pop("deployment", set())
+    workflow = SimpleNamespace(deployment_settings=SimpleNamespace(deployment_method=deployment))
+    assert direct_command(_job(**change), workflow, array_rules=array) is None  # type: ignore[arg-type]
+    assert direct_command(_job(), _WORKFLOW, array_rules={"other"}) is not None
+
+
+def test_upstream_builds_the_jobs_command_through_the_public_hook() -> None:
+    """The Slurm plugin submits what ``format_job_exec`` returns (wrapped, or as a script), for a
+    single job as for arrays; slurm-flat overrides that hook."""
+    source = inspect.getsource(SlurmExecutor.run_job)
+    assert "exec_job = self.format_job_exec(job)" in source and "--wrap=" in source
+    assert "exec_job.replace('\"', '\\\\\"')" in source  # upstream escapes only the double quotes
+    assert (
+        "format_job_exec" not in vars(SlurmExecutor)
+        and Executor.format_job_exec is not RealExecutor.format_job_exec
+    )

@@ -100,7 +100,11 @@ def segment(
     if settings.by_hand:  # started by hand: a folder does not tell arguments apart
         check_command(settings.run.root, sys.argv, env)
     now = clock()
-    started = process_start_time() if clock is time.time else datetime.fromtimestamp(now, tz=timezone.utc)
+    started = (
+        process_start_time(launched=settings.launched)
+        if clock is time.time
+        else datetime.fromtimestamp(now, tz=timezone.utc)
+    )
     query = {} if slurm_query is None else {"run": slurm_query}
     found = resolve_deadline(
         now=datetime.fromtimestamp(now, tz=timezone.utc),

@@ -26,11 +26,23 @@ class Deadline:
     warnings: tuple[str, ...] = ()
 
 
-def process_start_time() -> datetime:
+def process_start_time(*, launched: float | None = None) -> datetime:
     """Return when this process started (Linux ``/proc``), or now where that cannot be read.
 
     A job's time limit counts from its start, and ``import torch`` alone can take seconds.
+    ``/proc`` counts from the boot time in whole seconds, so it may read up to 1 s early;
+    ``launched`` (unix s, when the job's shell started Python, ``BATCHER_LAUNCHED``) is exact:
+    the later of the two is taken, both being no later than the start.
     """
+    now = time.time()
+    known = launched if launched is not None and now - 86400 < launched <= now else None
+    started = _proc_start_time()
+    if started is None and known is None:
+        return datetime.fromtimestamp(now, tz=timezone.utc)
+    return datetime.fromtimestamp(max(t for t in (started, known) if t is not None), tz=timezone.utc)
+
+
+def _proc_start_time() -> float | None:
     try:
         with open("/proc/self/stat", encoding="ascii") as f:
             fields = f.read().rpartition(")")[2].split()
@@ -39,10 +51,10 @@ def process_start_time() -> datetime:
             btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
         started = btime + start_ticks / os.sysconf("SC_CLK_TCK")
         if abs(started - time.time()) < 86400:
-            return datetime.fromtimestamp(min(started, time.time()), tz=timezone.utc)
+            return min(started, time.time())
     except (OSError, ValueError, IndexError, StopIteration):
         pass
-    return datetime.now(timezone.utc)
+    return None
 
 
 def resolve_deadline(
