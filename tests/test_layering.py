@@ -222,3 +222,28 @@ def test_result_and_run_paths_are_spelled_only_by_the_layout() -> None:
     ]
     assert not bad, bad
     assert all(spelled.search(t) for t in ("results/{exp}/final.json", "ckpt", "runs/a/final.pt"))
+
+
+def test_the_where_to_change_what_table_names_files_and_names_that_exist() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text().split("## Where to change what", 1)[1]
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) >= 5
+    for row in rows:
+        files = row.split("|")[2]
+        for path, names in re.findall(r"`([\w/<>.-]+\.(?:py|yaml))`(?: \(([^)]*)\))?", files):
+            if "<" in path:
+                continue
+            found = [p for p in (PACKAGE / path, ROOT / path, ROOT / "batcher" / path) if p.exists()]
+            assert found, f"docs/architecture.md names {path}, which does not exist"
+            for name in re.findall(r"`(\w+)`", names):
+                assert name in found[0].read_text(), f"{path} has no {name}"
+
+
+def test_no_in_job_module_is_over_300_lines_and_segment_only_orchestrates() -> None:
+    """#28's bound: a module that grows past 300 lines holds more than one concern; ``Segment``
+    (the loop, which only orchestrates) stays within 250."""
+    long = {str(p.relative_to(PACKAGE)): n for p in IN_JOB if (n := len(p.read_text().splitlines())) > 300}
+    assert not long, long
+    tree = ast.parse((PACKAGE / "api" / "loop.py").read_text())
+    (segment,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Segment"]
+    assert segment.end_lineno is not None and segment.end_lineno - segment.lineno + 1 <= 250

@@ -69,9 +69,9 @@ def test_stop_signal_lead_is_at_most_a_third_of_the_job() -> None:
 def test_the_profiles_stop_signal_is_one_the_job_stops_on() -> None:
     """#27: stop_signal USR2@60 passed the schema, but the job only stopped on TERM, USR1 and
     URG: Slurm's USR2 killed it without a save."""
-    assert stop_signals({"stop_signal": "USR2@60"}, 14) == "SIGTERM,SIGUSR1,SIGURG,SIGUSR2"
-    assert stop_signals({"stop_signal": "B:USR2@60"}, 14) == "SIGTERM,SIGUSR1,SIGURG,SIGUSR2"
-    assert stop_signals({}, 14) == "SIGTERM,SIGUSR1,SIGURG"
+    assert stop_signals({"stop_signal": "USR2@60"}) == "SIGTERM,SIGUSR1,SIGURG,SIGUSR2"
+    assert stop_signals({"stop_signal": "B:USR2@60"}) == "SIGTERM,SIGUSR1,SIGURG,SIGUSR2"
+    assert stop_signals({}) == "SIGTERM,SIGUSR1,SIGURG"
 
 
 def test_slurm_extra_adds_the_gpu_constraint_only_for_gpu_jobs() -> None:

@@ -54,8 +54,8 @@ def job_minutes(exp: Experiment, now: datetime) -> int:
     return max(1, int(exp.policy(now).total_seconds() // 60))
 
 
-def stop_signal(settings: Mapping[str, Any], minutes: int) -> str:
-    """The sbatch ``--signal`` value: the profile's ``stop_signal``, its lead at most a third of the job."""
+def _stop_signal_spec(settings: Mapping[str, Any]) -> tuple[str, int, bool]:
+    """The profile's ``stop_signal``: (name with SIG, lead in seconds, sent to the batch shell)."""
     spec = str(settings.get("stop_signal", DEFAULT_STOP_SIGNAL))
     try:
         name, lead_s = parse_signal_spec(spec)
@@ -63,14 +63,20 @@ def stop_signal(settings: Mapping[str, Any], minutes: int) -> str:
         raise ConfigError(
             f"stop_signal={spec!r}: {exc}; write a signal name and a lead in seconds, e.g. URG@60"
         ) from None
-    batch = "B:" if spec.strip().startswith("B:") else ""  # to the batch shell, not the job steps
+    return name, lead_s, spec.strip().startswith("B:")
+
+
+def stop_signal(settings: Mapping[str, Any], minutes: int) -> str:
+    """The sbatch ``--signal`` value: the profile's ``stop_signal``, its lead at most a third of the job."""
+    name, lead_s, to_batch_shell = _stop_signal_spec(settings)
+    batch = "B:" if to_batch_shell else ""  # to the batch shell, not the job steps
     return f"{batch}{name.removeprefix('SIG')}@{max(min(lead_s, minutes * 60 // 3), 1)}"
 
 
-def stop_signals(settings: Mapping[str, Any], minutes: int) -> str:
+def stop_signals(settings: Mapping[str, Any]) -> str:
     """``BATCHER_SIGNALS``: the signals the job stops on, the profile's ``stop_signal`` among them
     (else it would kill the job without a save)."""
-    name = "SIG" + stop_signal(settings, minutes).removeprefix("B:").partition("@")[0]
+    name, _, _ = _stop_signal_spec(settings)
     return ",".join(dict.fromkeys([*DEFAULT_STOP_SIGNALS, name]))
 
 
@@ -166,7 +172,7 @@ def segment_command(
             segment=str(segment),
             experiment=exp.name,
             policy=policy_to_spec(exp.policy),
-            signals=stop_signals(settings, minutes),
+            signals=stop_signals(settings),
             slurm_signal=stop_signal(settings, minutes),
             keep=str(settings["keep"]) if "keep" in settings else None,
             margin_s=str(settings["margin_s"]) if "margin_s" in settings else None,
