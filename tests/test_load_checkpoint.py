@@ -27,3 +27,19 @@ def test_load_checkpoint_warns_when_it_falls_back(tmp_path: Path, clock: FakeClo
     with pytest.warns(UserWarning, match=r"fails its \w+ check .*; using the older step-"):
         older = batcher.load_checkpoint(tmp_path / "run")
     assert older["file"] != newest and older["problems"] and older["epoch"] == 2
+
+
+def test_load_checkpoint_reads_through_the_format_owner(tmp_path: Path, clock: FakeClock) -> None:
+    """#28: the loader decodes with TrainingState, so another format is refused with the file
+    named, not read key by key into a KeyError."""
+    from batcher.ckpt.store import CheckpointStore
+
+    seg, _, opt = _make(tmp_path, clock, keep=3)
+    for _ in seg.range(2):
+        opt.step()
+    seg.done()
+    state = batcher.load_checkpoint(tmp_path / "run")
+    assert (state["epoch"], state["step"], state["done"]) == (2, 2, True) and "model" in state["objects"]
+    CheckpointStore(tmp_path / "run" / "ckpt", keep=3).save({"format": 99, "objects": {}}, step=9, segment=1)
+    with pytest.raises(batcher.BatcherError, match=r"step-0+9.*format 99.*reads formats"):
+        batcher.load_checkpoint(tmp_path / "run")

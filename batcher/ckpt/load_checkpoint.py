@@ -10,6 +10,7 @@ from batcher.ckpt.captured import load_values, uncompiled
 from batcher.ckpt.manifest import REST
 from batcher.ckpt.sharded import full_sharded_state
 from batcher.ckpt.store import CheckpointStore
+from batcher.ckpt.training_state import TrainingState
 from batcher.run.layout import RunLayout
 
 __all__ = ["load_checkpoint", "whole_state"]
@@ -31,16 +32,18 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet (looked in {store.directory})")
     for problem in loaded.problems:
         warnings.warn(f"{run_dir}: {problem}; using the older {loaded.info.file}", stacklevel=2)
-    state = loaded.state
-    if "sharded_dir" in state:  # FSDP: put the shards back together
-        state = {**state, "objects": {**state["objects"], **full_sharded_state(Path(state["sharded_dir"]))}}
+    where = str(store.directory / loaded.info.file)
+    saved = TrainingState.decode(loaded.state, where=where)
+    objects = dict(saved.objects)
+    if saved.sharded_dir is not None:  # FSDP: put the shards back together
+        objects.update(full_sharded_state(Path(saved.sharded_dir)))
     return {
-        "objects": {name: uncompiled(obj) for name, obj in state["objects"].items()},
-        "values": load_values(state["values"], {}),
-        "epoch": state["pos"]["epoch"],
-        "step": state["pos"]["step"],
-        "done": bool(state.get("done")),
-        "file": str(store.directory / loaded.info.file),
+        "objects": {name: uncompiled(obj) for name, obj in objects.items()},
+        "values": load_values(saved.values, {}),
+        "epoch": saved.pos.epoch,
+        "step": saved.pos.step,
+        "done": saved.done,
+        "file": where,
         "problems": list(loaded.problems),
     }
 
