@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -99,3 +100,12 @@ def test_the_results_layout_gives_the_rules_their_patterns(tmp_path: Path) -> No
     assert ResultsLayout.of("a", base=tmp_path).curves == tmp_path / "results" / "a" / "curves.png"
     assert ResultsLayout.across("summary.png") == Path("results/summary.png")
     assert FinalSummary.__dataclass_fields__["load_weights"].default is None
+
+
+def test_a_run_without_a_known_total_is_written_and_read_back(tmp_path: Path) -> None:
+    """``total`` is required but may be null (a status without it): writing must keep the key."""
+    run, last = _finished_run(tmp_path)
+    summary = dataclasses.replace(summarize(last), total=None)
+    write_summary(run.final_summary(3), summary)
+    assert read_summary(run.final_summary(3)) == summary
+    assert "load_weights" not in json.loads(run.final_summary(3).read_text())

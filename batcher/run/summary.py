@@ -113,8 +113,11 @@ def summarize(last_status: Path) -> FinalSummary:
 
 def write_summary(path: Path, summary: FinalSummary) -> None:
     """Write ``summary`` atomically (a reader sees no file or a whole one)."""
-    doc = {k: v for k, v in asdict(summary).items() if v is not None}
-    doc["checkpoint"] = {k: v for k, v in doc["checkpoint"].items() if v is not None}
+    doc = asdict(summary)  # "total": null stays (a required key); the optional ones go when unset
+    if summary.load_weights is None:
+        del doc["load_weights"]
+    if summary.checkpoint.source is None:
+        del doc["checkpoint"]["source"]
     atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode(), what="run summary")
 
 
