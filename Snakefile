@@ -15,4 +15,5 @@ rule all:
     input:
         expand(str(RESULT.summary), exp=EXPERIMENTS),
         expand(str(RESULT.curves), exp=EXPERIMENTS),
+        expand(str(RESULT.timeline), exp=EXPERIMENTS),
         str(ResultsLayout.across("summary.png")),

@@ -26,6 +26,7 @@ from batcher.api.report import Report, SegmentEnd
 from batcher.api.saves import SegmentSaves
 from batcher.api.script_end import at_script_end, exit_stopped, finish_forgotten
 from batcher.api.settings import Settings
+from batcher.api.timeline import Timeline
 from batcher.ckpt.ranks import Ranks
 from batcher.ckpt.store import CheckpointStore
 from batcher.ckpt.training_state import Position
@@ -81,9 +82,8 @@ class Segment:
             self._objects, self._ranks, stop, self._count, self._replay, segment=self.index
         )
         self._started = self._last_boundary = clock()
-        self._t_load = 0.0
-        self._phase, self._closed = Phase.TRAINING, False
-        self._timeline: dict[str, float] = {}
+        self._t_load, self._phase, self._closed = 0.0, Phase.TRAINING, False
+        self._timeline = Timeline.of(settings, beating=self._ranks.main, say=self._report.say)
         self.resumed = False  # this segment continued from a checkpoint
 
     @property
@@ -100,7 +100,7 @@ class Segment:
             self._lock.acquire()
         self._signals.install()
         t0 = self._clock()
-        loaded = self._carried.load(self._store, say=self._say)
+        loaded = self._carried.load(self._store, say=self._report.say)
         if loaded:
             self.resumed = True
             self._saves.resumed(loaded.info, self._pos.tick)
@@ -111,9 +111,9 @@ class Segment:
         self._t_load = self._clock() - t0
         self._last_boundary = self._clock()
         self._saves.restart(self._last_boundary, self._pos.step, self._pos.tick)
-        self._timeline = {"segment": self._started, "training": self._last_boundary}
+        self._timeline.mark(segment=self._started, training=self._last_boundary)
         for warning in [*self.deadline.warnings, *(gpu_warnings() if self._ranks.main else [])]:
-            self._say(f"WARNING: {warning}")
+            self._report.say(f"WARNING: {warning}")
         margin = self._stop_decision.margin.describe()
         self._report.opened(loaded.info.file if loaded else None, self._pos, self.deadline, margin)
 
@@ -132,7 +132,7 @@ class Segment:
         """At interpreter exit: finish a run whose loop ran out without ``seg.done()`` (see
         :func:`batcher.api.script_end.finish_forgotten`)."""
         if not self._closed and self._phase is Phase.LOOP_ENDED:
-            finish_forgotten(self.done, say=self._say, can_save=not self._ranks.active)
+            finish_forgotten(self.done, say=self._report.say, can_save=not self._ranks.active)
 
     # -- the loops -------------------------------------------------------------------------------
     def range(self, stop: int) -> Iterator[int]:
@@ -166,7 +166,7 @@ class Segment:
         batches = self._replay.batches(loader, skip, self_resuming=self_resuming)
         notice = resume_notice(loader, skip, time.perf_counter() - t0, self_resuming=self_resuming)
         if notice and self._ranks.main:
-            self._say(f"NOTE: {notice}")
+            self._report.say(f"NOTE: {notice}")
         for item in batches:
             yield item
             next_kinds, hold = self._count.batch_ended()
@@ -197,6 +197,7 @@ class Segment:
         if agreed == SAVE:
             self._save(now=now, background=True)
         self._report.progress(now, self._count, now - self._started, self.deadline.at)
+        self._timeline.beat(now, self._pos.step, self._saves)
 
     def _stop(self, reason: str, *, step_s: float = 0.0, save_s: float = 0.0, now: float = 0.0) -> NoReturn:
         if reason == "deadline" and self._count.first_step:  # the same on every rank
@@ -205,6 +206,7 @@ class Segment:
             raise self._report.too_short(
                 step_s, save_s, self._stop_decision.margin_s, left, self.deadline.source
             )
+        self._timeline.stopping(self._clock(), self._saves.held_s)
         self._save_or_wait()
         self._write_status("unfinished", reason)
         spare = None if self.deadline.at is None else self.deadline.at - self._clock()
@@ -226,7 +228,7 @@ class Segment:
             state, step=pos.step, segment=self.index, tick=pos.tick, now=now, background=background
         )
         if not background:
-            self._timeline["saved"] = self._clock()
+            self._timeline.mark(saved=self._clock())
 
     def _save_or_wait(self) -> None:
         """Save what was trained since the last save, else wait for the background save in flight."""
@@ -241,7 +243,8 @@ class Segment:
                 SegmentEnd(
                     state == "done", reason, self._pos, self._count.start_step, self._count.total,
                     self._count.epoch_len, self._started, self._clock(), self._t_load, self._saves.held_s,
-                    self.deadline, self._stop_decision.median_step(), self._saves.last, self._timeline,
+                    self.deadline, self._stop_decision.median_step(), self._saves.last, self._timeline.marks,
+                self._timeline.stalls_s,
                 )
             )  # fmt: skip
 
@@ -262,13 +265,16 @@ class Segment:
                 "seg.range(n)` loop has run to its end"
             )
         self._phase = Phase.FINISHING
+        self._timeline.stopping(self._clock(), self._saves.held_s)
         if self._carried.done:
             self._save_or_wait()
         else:
             self._save()
         self._carried.done = True
         self._write_status("done", "finished")
-        self._say(f"done: {self.experiment} finished at epoch {self._pos.epoch} (step {self._pos.step})")
+        self._report.say(
+            f"done: {self.experiment} finished at epoch {self._pos.epoch} (step {self._pos.step})"
+        )
         self._close()
 
     def save(self) -> None:
@@ -294,6 +300,3 @@ class Segment:
     def step(self) -> int:
         """Steps (batches, or epochs without ``iterate``) completed over the whole run."""
         return self._pos.step
-
-    def _say(self, message: str) -> None:
-        self._report.say(message)

@@ -28,7 +28,8 @@ class SegmentEnd:
     """What the loop knows at a segment's end, for its status file: how it ended (``done``,
     ``reason``), where (``pos``, from ``start_step``, of ``total`` epochs of ``epoch_len``
     batches), when (unix s: ``started``, ``ended``; seconds loading and saving), the deadline,
-    the median step, the last checkpoint and the ``timeline`` (see :class:`SegmentStatus`)."""
+    the median step, the last checkpoint and the ``timeline`` (see :class:`SegmentStatus`) and
+    the save stalls (see :class:`batcher.api.timeline.Timeline`)."""
 
     done: bool
     reason: str
@@ -44,6 +45,7 @@ class SegmentEnd:
     step_s_median: float | None
     checkpoint: CheckpointInfo | None
     timeline: dict[str, float]
+    stalls_s: float = 0.0  # training held by saves before the segment began to stop
 
 
 def _iso(t: float | None) -> str | None:
@@ -150,14 +152,13 @@ class Report:
             ended=_iso(now),
             deadline=_iso(deadline.at),
             deadline_source=deadline.source,
-            seconds=SegmentSeconds(wall, load_s, save_s, max(0.0, wall - load_s - save_s)),
+            seconds=SegmentSeconds(
+                wall, load_s, save_s, max(0.0, wall - load_s - save_s), min(end.stalls_s, save_s)
+            ),
             step_s_median=end.step_s_median,
             checkpoint=ref,
             run_dir=str(self._settings.run.root),
-            timeline={
-                **({"launched": self._settings.launched} if self._settings.launched else {}),
-                **end.timeline,
-                "status": now,
-            },
+            timeline={**end.timeline, "status": now},
+            attempt=self._settings.attempt,
         )
         write_status(self._settings.status_file, status)

@@ -9,6 +9,7 @@ save. It knows nothing of the loops: the segment hands it the state to save and 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from batcher.api.objects import TrainingObjects
@@ -20,7 +21,17 @@ from batcher.ckpt.schedule import SaveSchedule
 from batcher.ckpt.store import CheckpointStore
 from batcher.run.metrics import MetricLog
 
-__all__ = ["SegmentSaves"]
+__all__ = ["Committed", "SegmentSaves"]
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A committed checkpoint, for the heartbeat: its ``step``, when its state was taken
+    (``at``, the segment's clock) and the seconds training had been held by saves then."""
+
+    step: int = 0
+    at: float = 0.0
+    held_s: float = 0.0
 
 
 class SegmentSaves:
@@ -45,6 +56,9 @@ class SegmentSaves:
         self._on_saved, self._on_background = on_saved, on_background
         self.last: CheckpointInfo | None = None  # the newest checkpoint: resumed from or saved
         self.held_s = 0.0  # training held for saves in this segment
+        # the newest committed checkpoint: its step, when its state was taken, held_s then
+        self.committed = Committed()
+        self._pending = Committed()  # the background save in flight
         self._size: int | None = None
         self._saved_tick = 0
 
@@ -55,6 +69,7 @@ class SegmentSaves:
         """The segment trains from here: count the save interval from ``now``."""
         self._schedule.restart(now, step)
         self._saved_tick = tick
+        self.committed = Committed(step, now, self.held_s)
 
     def dirty(self, tick: int) -> bool:
         """Steps were taken since the last save (``tick``: the loops' boundary count)."""
@@ -93,6 +108,11 @@ class SegmentSaves:
             self._saved(self._saver.save(encoded, step=step, segment=segment))
         self.held_s += self._clock() - t0
         self._saved_tick = tick
+        taken = Committed(step, t0, self.held_s)
+        if background:
+            self._pending = taken
+        else:
+            self.committed = taken
 
     def close(self) -> None:
         """A background write still running finishes first."""
@@ -103,5 +123,6 @@ class SegmentSaves:
         self._on_saved(info)
 
     def _saved_in_background(self, info: CheckpointInfo) -> None:
+        self.committed = self._pending
         self._saved(info)
         self._on_background(info, self._saver.last_stall_s)

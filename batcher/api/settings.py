@@ -46,6 +46,11 @@ class Settings:
     segment: int
     status_file: Path
     launched: float | None = None  # BATCHER_LAUNCHED: when the job's shell started Python (unix s)
+    attempt: str = ""  # this attempt at the segment: the Slurm job id, else pid<N>
+
+    @property
+    def heartbeat_file(self) -> Path:
+        return self.run.heartbeat(self.segment, self.attempt)
 
 
 def read_settings(
@@ -94,6 +99,7 @@ def read_settings(
         segment=index,
         status_file=Path(job.status_file) if job.status_file else run.status(index),
         launched=_launched(job.launched),
+        attempt=env.get("SLURM_JOB_ID") or f"pid{os.getpid()}",
     )
 
 

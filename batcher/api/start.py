@@ -121,7 +121,7 @@ def segment(
 
     def say(message: str) -> None:
         if seg is not None:
-            seg._say(message)
+            seg._report.say(message)
 
     stop = StopDecision(
         DeadlineSeconds(found),

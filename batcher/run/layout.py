@@ -4,6 +4,7 @@ paths out; Python code, the Snakemake rules and their scripts all ask it.
     runs/<experiment>/<run-id>/          (by hand: runs/<script name>/)
       ckpt/                              checkpoints and manifest.json (batcher.ckpt.store, batcher.ckpt.manifest)
       status/seg-NNNN.json               each segment's outcome (batcher.run.status)
+      heartbeat/seg-NNNN-<attempt>.json  how far each attempt at a segment got (batcher.run.heartbeat)
       metrics.jsonl                      the rows of seg.log() (batcher.run.metrics)
       logs/seg-NNNN.log                  a segment's output (written by the workflow)
       lock                               held while a process trains the run (batcher.run.lock)
@@ -13,6 +14,7 @@ paths out; Python code, the Snakemake rules and their scripts all ask it.
     results/<experiment>/                what the workflow publishes of a finished run
       final.json, final.pt               its summary and final checkpoint (the workflow's publish)
       curves.png                         its metric curves
+      timeline.png                       where each second of its chain went (batcher.workflow.account)
     results/summary.png, summary.tsv     all experiments compared
 """
 
@@ -73,6 +75,14 @@ class RunLayout:
         """Every status file of the run, in segment order."""
         return sorted(self.status_dir.glob("seg-*.json"))
 
+    def heartbeat(self, segment: int, attempt: str) -> Path:
+        """The heartbeat of one attempt at ``segment`` (``attempt``: the Slurm job id, else ``pid<N>``)."""
+        return self.root / "heartbeat" / f"seg-{segment:04d}-{attempt}.json"
+
+    def heartbeats(self) -> list[Path]:
+        """Every heartbeat file of the run."""
+        return sorted((self.root / "heartbeat").glob("seg-*-*.json"))
+
     def log(self, segment: int) -> Path:
         return self.root / "logs" / f"seg-{segment:04d}.log"
 
@@ -119,6 +129,10 @@ class ResultsLayout:
     @property
     def curves(self) -> Path:
         return self.root / "curves.png"
+
+    @property
+    def timeline(self) -> Path:
+        return self.root / "timeline.png"
 
     def log(self, rule: str) -> Path:
         return self.root / f"{rule}.log"

@@ -30,12 +30,15 @@ State = Literal["unfinished", "done"]
 
 @dataclass(frozen=True)
 class SegmentSeconds:
-    """Where a segment's wall time went."""
+    """Where a segment's wall time went: ``save`` is every second training was held by saves,
+    ``stalls`` the part of it before the segment began to stop (periodic and ``seg.save()``
+    copies), the rest is the final save."""
 
     wall: float = 0.0
     load: float = 0.0
     save: float = 0.0
     train: float = 0.0
+    stalls: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,10 @@ class SegmentStatus:
     checkpoint: CheckpointRef | None = None
     run_dir: str = ""
     # unix seconds: "launched" (the job's shell about to start Python, BATCHER_LAUNCHED), "segment"
-    # (batcher.segment() called), "training" (restored), "saved" (the last save's end), "status"
+    # (batcher.segment() called), "training" (restored), "stopping" (the final save begins),
+    # "saved" (the last save's end), "status"
     timeline: dict[str, float] = field(default_factory=dict)
+    attempt: str = ""  # the Slurm job id, else pid<N> (as in the heartbeat file's name)
 
     def is_final(self, length: int) -> bool:
         """The one definition of a finished chain: done, for at least ``length`` (the configured

@@ -1,4 +1,5 @@
-"""``batcher``: where experiments stand (``status``), what a policy allows (``policy``), curves (``plot``)."""
+"""``batcher``: where experiments stand (``status``), where their time went (``timeline``), what a
+policy allows (``policy``), curves (``plot``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from batcher.errors import BatcherError
 from batcher.limits.policy import policy_from_spec
 from batcher.limits.timespec import format_duration, parse_deadline, parse_duration
 from batcher.run.layout import ResultsLayout, RunLayout
+from batcher.workflow.account import CATEGORIES, RunAccount, account_run
 from batcher.workflow.experiments import Experiment, experiments_from
 from batcher.workflow.progress import experiment_progress
 from batcher.workflow.sources import EffectiveConfig, profile_settings_files, resolve_config
@@ -22,7 +24,10 @@ from batcher.workflow.sources import EffectiveConfig, profile_settings_files, re
 __all__ = ["main"]
 
 # argparse prints descriptions as they are: plain text here, not the reST of the docstrings
-_DESCRIPTION = "torch-batcher: where experiments stand, what a time-limit policy allows, metric curves."
+_DESCRIPTION = (
+    "torch-batcher: where experiments stand, where their time went, what a time-limit policy "
+    "allows, metric curves."
+)
 
 
 def _effective(args: argparse.Namespace) -> EffectiveConfig:
@@ -79,10 +84,15 @@ def _status(args: argparse.Namespace) -> int:
     zones = {getattr(e.policy, "tz", None) for e in exps.values()} - {None}
     now = _at(args.at, zones.pop() if len(zones) == 1 else None)
     rows = [experiment_progress(e, root=config_path.parent, now=now) for e in exps.values()]
+    accounts = [_account(e, config_path.parent) for e in exps.values()]
     if args.json:
-        print(json.dumps([r.as_dict() for r in rows], indent=1))
+        docs = [{**r.as_dict(), "account": _account_summary(a)} for r, a in zip(rows, accounts, strict=True)]
+        print(json.dumps(docs, indent=1))
         return 0
-    header = ["experiment", "state", "segments", "progress", "last stop", "useful/segment", "ETA"]
+    header = [
+        "experiment", "state", "segments", "progress", "last stop", "useful/segment", "goodput",
+        "largest loss", "ETA",
+    ]  # fmt: skip
     table = [
         [
             r.experiment,
@@ -91,9 +101,11 @@ def _status(args: argparse.Namespace) -> int:
             f"{r.epoch:g}/{r.length} ({_percent(r.progress)})",
             r.last_stop or "-",
             format_duration(r.useful_s_per_segment) if r.useful_s_per_segment else "-",
+            "-" if a.goodput is None else f"{a.goodput:.3f}",
+            _loss(a),
             ("finished " if r.state == "done" else "") + _local(r.eta),
         ]
-        for r in rows
+        for r, a in zip(rows, accounts, strict=True)
     ]
     _print_table(header, table)
     for r in rows:
@@ -102,6 +114,75 @@ def _status(args: argparse.Namespace) -> int:
     if not any(r.segments for r in rows):
         print("no segment has run yet: start the workflow with snakemake --profile profiles/<name>")
     return 0
+
+
+def _account(exp: Experiment, root: Path) -> RunAccount:
+    return account_run(RunLayout.of(exp.name, exp.run_id, base=root))
+
+
+def _account_summary(account: RunAccount) -> dict[str, Any]:
+    doc = account.as_dict()
+    del doc["attempts"]
+    return doc
+
+
+def _loss(account: RunAccount) -> str:
+    loss = account.largest_loss
+    return "-" if loss is None else f"{loss[0]} {format_duration(loss[1])}"
+
+
+_TIMELINE_HEADER = ["seg", "attempt", "outcome", "steps", "wall", *CATEGORIES, "gap"]
+
+
+def _timeline(args: argparse.Namespace) -> int:
+    from batcher.workflow.plots import plot_timeline
+
+    config_path = Path(args.config)
+    exps = _experiments(args, None)
+    if args.experiment is not None:
+        if args.experiment not in exps:
+            raise BatcherError(
+                f"no experiment {args.experiment!r} in {config_path}; it has: {', '.join(exps) or 'none'}"
+            )
+        exps = {args.experiment: exps[args.experiment]}
+    accounts = {name: _account(e, config_path.parent) for name, e in exps.items()}
+    if args.json:
+        print(json.dumps({name: a.as_dict() for name, a in accounts.items()}, indent=1))
+        return 0
+    for name, account in accounts.items():
+        if not account.attempts:
+            print(f"{name}: no segment has run yet")
+            continue
+        goodput = "-" if account.goodput is None else f"{account.goodput:.3f}"
+        print(
+            f"{name}: {len(account.attempts)} attempt(s) in {format_duration(account.span_s)}, "
+            f"goodput {goodput}, largest loss: {_loss(account)} (seconds)"
+        )
+        _print_table(_TIMELINE_HEADER, _timeline_rows(account))
+        out = (
+            Path(args.out) / f"{name}.png"
+            if args.out
+            else ResultsLayout.of(name, base=config_path.parent).timeline
+        )
+        plot_timeline(account, out, title=name)
+        print(f"{out}: the same as a picture\n")
+    return 0
+
+
+def _timeline_rows(account: RunAccount) -> list[list[str]]:
+    """One row per attempt, in seconds, then the run's totals."""
+    rows = []
+    for a in account.attempts:
+        steps = f"{a.start_step}-{a.end_step}" + (f" ({a.lost_steps} redone)" if a.lost_steps else "")
+        outcome = a.outcome + (" (unplanned)" if a.unplanned else "")
+        gap = "-" if a.gap_s is None else f"{a.gap_s:.1f}"
+        seconds = [f"{a.seconds[c]:.1f}" for c in CATEGORIES]
+        rows.append([str(a.segment), a.attempt, outcome, steps, f"{a.wall:.1f}", *seconds, gap])
+    t = account.totals
+    rows.append(
+        ["all", "", "", "", f"{account.span_s:.1f}", *(f"{t[c]:.1f}" for c in CATEGORIES), f"{t['gap']:.1f}"]
+    )
+    return rows
 
 
 def _percent(progress: float) -> str:
@@ -189,6 +270,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.add_argument("--policy", help="simulate the ETA under this policy (default: the config's)")
     st.add_argument("--at", help="pretend it is this time for the ETA: " + at_help + " (default: now)")
+    tl = sub.add_parser("timeline", help="where each second of each run went, per segment; goodput")
+    tl.add_argument("experiment", nargs="?", help="one experiment of config.yaml (default: all)")
+    tl.add_argument("--config", default="config.yaml", help=config_help)
+    tl.add_argument("--profile", help=profile_help)
+    tl.add_argument("--json", action="store_true", help="machine-readable output (seconds, unix times)")
+    tl.add_argument(
+        "--out",
+        help="folder for the pictures, <experiment>.png (default: results/<experiment>/timeline.png)",
+    )
     po = sub.add_parser("policy", help="the time limit a policy gives now or at --at")
     po.add_argument("--policy", help="spec such as das5, fixed:15m (default: the config's, else das5)")
     po.add_argument("--at", help=at_help + " (default: now)")
@@ -210,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
     args = p.parse_args(argv)
     try:
-        return int({"status": _status, "policy": _policy, "plot": _plot}[args.command](args))
+        commands = {"status": _status, "timeline": _timeline, "policy": _policy, "plot": _plot}
+        return int(commands[args.command](args))
     except BatcherError as exc:
         print(f"batcher {args.command}: {exc}", file=sys.stderr)
         return 2

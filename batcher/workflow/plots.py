@@ -1,4 +1,5 @@
-"""Metric curves per experiment, with segment boundaries marked, and a summary across experiments."""
+"""Metric curves per experiment, with segment boundaries marked, a summary across experiments,
+and the time account of a run as a timeline."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 from batcher.run.layout import RunLayout
 from batcher.run.metrics import read_metrics
 from batcher.run.status import read_status
+from batcher.workflow.account import CATEGORIES, RunAccount
 
-__all__ = ["plot_run", "plot_summary", "segment_stops"]
+__all__ = ["plot_run", "plot_summary", "plot_timeline", "segment_stops"]
 
 
 def segment_stops(run_dir: Path) -> list[float]:
@@ -100,3 +102,51 @@ def plot_summary(runs: Mapping[str, Path], out: Path, *, metric: str = "loss") -
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return curves
+
+
+#: a colour per category of the time account, training green, losses warm, waiting grey
+_COLOURS = {
+    "queued": "#bdbdbd", "launch": "#9ecae1", "imports": "#6baed6", "restore": "#3182bd",
+    "train": "#31a354", "stalls": "#fdae6b", "lost": "#de2d26", "final_save": "#e6550d",
+    "drain": "#756bb1",
+}  # fmt: skip
+
+
+def plot_timeline(account: RunAccount, out: Path, *, title: str) -> int:
+    """Draw one bar per attempt on a time axis, coloured by category (:mod:`batcher.workflow.account`),
+    unplanned stops marked with a red cross; return the number of bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    attempts = account.attempts
+    fig, ax = plt.subplots(figsize=(10, max(3.2, 1.2 + 0.35 * len(attempts))))
+    t0 = attempts[0].submit if attempts else 0.0
+    span = account.span_s
+    scale, unit = (3600.0, "h") if span > 3 * 3600 else (60.0, "min") if span > 600 else (1.0, "s")
+    for row, a in enumerate(attempts):
+        left = (a.submit - t0) / scale
+        for category in CATEGORIES:  # in the order they happen (train and stalls interleave)
+            width = a.seconds[category] / scale
+            if width > 0:
+                ax.barh(row, width, left=left, color=_COLOURS[category], height=0.7)
+            left += width
+        if a.unplanned:
+            ax.plot([left], [row], marker="x", color="#de2d26", markersize=10, markeredgewidth=2.5)
+    ax.set_yticks(range(len(attempts)), [f"{a.segment} ({a.attempt})" for a in attempts])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{unit} since the first submission")
+    ax.set_ylabel("segment (attempt)")
+    goodput = account.goodput
+    ax.set_title(title + ("" if goodput is None else f": goodput {goodput:.3f}"))
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _COLOURS.values()]
+    handles.append(plt.Line2D([], [], marker="x", color="#de2d26", linestyle="", markeredgewidth=2.5))
+    ax.legend(
+        handles, [*_COLOURS, "unplanned stop"], loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8
+    )
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return len(attempts)

@@ -7,6 +7,7 @@ localrules:
     finalize,
     publish,
     curves,
+    timeline,
     summary,
 
 
@@ -53,6 +54,24 @@ rule curves:
         ),
     log:
         str(RESULT.log("curves")),
+    conda:
+        "../envs/batcher.yaml"
+    script:
+        "../scripts/plot.py"
+
+
+rule timeline:
+    input:
+        str(RESULT.summary),
+    output:
+        report(
+            str(RESULT.timeline),
+            caption="../report/timeline.rst",
+            category="Timeline",
+            labels={"experiment": "{exp}"},
+        ),
+    log:
+        str(RESULT.log("timeline")),
     conda:
         "../envs/batcher.yaml"
     script:
