@@ -192,3 +192,57 @@ def test_at_takes_a_duration_into_the_past(capsys: pytest.CaptureFixture[str]) -
     assert "time limit  5m 00s" in capsys.readouterr().out
     assert main(["policy", "--policy", "fixed:5m", "--at", "-soon"]) == 2
     assert "--at: cannot read '-soon'" in capsys.readouterr().err
+
+
+def _with_timelines(wd: Path) -> None:
+    """Give the runs' status files the timeline marks and attempt ids (no Slurm job: no sacct)."""
+    for n, path in enumerate(sorted(wd.glob("runs/*/*/status/seg-*.json"))):
+        doc = json.loads(path.read_text())
+        at = 1_800_000_000.0 + 1000 * doc["segment"]
+        doc["timeline"] = {"launched": at, "segment": at + 5, "training": at + 6, "stopping": at + 506,
+                           "saved": at + 507, "status": at + 508}  # fmt: skip
+        doc["attempt"] = f"pid{n}"
+        write_status(path, doc)
+
+
+def test_timeline_prints_each_attempt_and_draws_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wd = _workdir(tmp_path)
+    _with_timelines(wd)
+    assert main(["timeline", "half", "--config", str(wd / "config.yaml")]) == 0
+    out = capsys.readouterr().out
+    # two 508 s attempts 1000 s apart: 1000 s of training in 1508 s
+    assert "half: 2 attempt(s) in 25m 08s, goodput 0.663, largest loss: gap 8m 12s" in out
+    assert out.count("deadline") == 2 and "0-20" in out and "20-50" in out
+    picture = wd / "results" / "half" / "timeline.png"
+    assert picture.read_bytes().startswith(b"\x89PNG") and "done-one" not in out
+    assert main(["timeline", "--config", str(wd / "config.yaml"), "--json", "--out", str(wd / "p")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) == {"done-one", "half", "new"} and doc["new"]["attempts"] == []
+    (first, second) = doc["half"]["attempts"]
+    assert first["seconds"]["imports"] == 5 and first["seconds"]["train"] == 500 and second["gap_s"] is None
+    assert first["gap_s"] == 1000 - 508 and doc["half"]["goodput"] == pytest.approx(1000 / 1508)
+
+
+def test_timeline_of_an_unknown_experiment_names_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wd = _workdir(tmp_path)
+    assert main(["timeline", "nope", "--config", str(wd / "config.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "no experiment 'nope'" in err and "it has: done-one, half, new" in err
+
+
+def test_status_has_a_goodput_column_and_names_the_largest_loss(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wd = _workdir(tmp_path)
+    _with_timelines(wd)
+    assert main(["status", "--config", str(wd / "config.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "goodput" in out and "largest loss" in out and "0.663" in out and "gap 8m 12s" in out
+    assert main(["status", "--config", str(wd / "config.yaml"), "--json"]) == 0
+    rows = {r["experiment"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["half"]["account"]["largest_loss"] == {"category": "gap", "seconds": 492.0}
+    assert rows["new"]["account"]["goodput"] is None

@@ -206,8 +206,7 @@ class Segment:
             raise self._report.too_short(
                 step_s, save_s, self._stop_decision.margin_s, left, self.deadline.source
             )
-        self._timeline.stopping(self._clock(), self._saves.held_s)
-        self._save_or_wait()
+        self._final_save()
         self._write_status("unfinished", reason)
         spare = None if self.deadline.at is None else self.deadline.at - self._clock()
         self._report.stopped(reason, self._pos, self._count.steps_here, spare, step_s, save_s)
@@ -230,9 +229,11 @@ class Segment:
         if not background:
             self._timeline.mark(saved=self._clock())
 
-    def _save_or_wait(self) -> None:
-        """Save what was trained since the last save, else wait for the background save in flight."""
-        if self._saves.dirty(self._pos.tick):
+    def _final_save(self, *, force: bool = False) -> None:
+        """The stop's or the run's save, where the timeline's "stopping" begins: what was trained
+        since the last save (all when ``force``), else wait for the background save in flight."""
+        self._timeline.stopping(self._clock(), self._saves.held_s)
+        if force or self._saves.dirty(self._pos.tick):
             self._save()
         else:
             self._saves.wait()
@@ -244,7 +245,7 @@ class Segment:
                     state == "done", reason, self._pos, self._count.start_step, self._count.total,
                     self._count.epoch_len, self._started, self._clock(), self._t_load, self._saves.held_s,
                     self.deadline, self._stop_decision.median_step(), self._saves.last, self._timeline.marks,
-                self._timeline.stalls_s,
+                    self._timeline.stalls_s,
                 )
             )  # fmt: skip
 
@@ -265,11 +266,7 @@ class Segment:
                 "seg.range(n)` loop has run to its end"
             )
         self._phase = Phase.FINISHING
-        self._timeline.stopping(self._clock(), self._saves.held_s)
-        if self._carried.done:
-            self._save_or_wait()
-        else:
-            self._save()
+        self._final_save(force=not self._carried.done)
         self._carried.done = True
         self._write_status("done", "finished")
         self._report.say(

@@ -36,6 +36,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from batcher.run.heartbeat import Heartbeat, read_heartbeat
@@ -206,7 +207,7 @@ def account_run(
     dead = [b for b in beats if (b.segment, b.attempt) not in with_status]
     accounting = jobs([*(s.attempt for s in statuses), *(b.attempt for b in dead)])
     pieces: list[tuple[float, SegmentStatus | Heartbeat]] = [
-        *((_first_mark(s.timeline), s) for s in statuses),
+        *((_first_mark(_status_marks(s)), s) for s in statuses),
         *((_first_mark(b.timeline, b.time), b) for b in dead),
     ]
     pieces.sort(key=lambda p: p[0])
@@ -268,8 +269,25 @@ def _marks(marks: Mapping[str, float], start: float, until: float) -> tuple[floa
     return launched, min(segment, until), min(training, until)
 
 
+def _status_marks(s: SegmentStatus) -> dict[str, float]:
+    """The status file's timeline; one written before it had one gets its ``started`` and
+    ``ended`` times, the load seconds as the restore."""
+    marks = dict(s.timeline)
+    try:
+        started = datetime.fromisoformat(s.started).timestamp() if s.started else None
+        ended = datetime.fromisoformat(s.ended).timestamp() if s.ended else None
+    except ValueError:
+        started = ended = None
+    if started is not None and "segment" not in marks:
+        marks.setdefault("segment", started)
+        marks.setdefault("training", started + s.seconds.load)
+    if ended is not None:
+        marks.setdefault("status", ended)
+    return marks
+
+
 def _finished(s: SegmentStatus, job: SchedulerJob | None) -> Attempt:
-    t = s.timeline
+    t = _status_marks(s)
     status = t.get("status", t.get("training", 0.0))
     submit, start, end = _when(job, t, status)
     launched, segment, training = _marks(t, start, status)

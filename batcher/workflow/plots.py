@@ -119,6 +119,8 @@ def plot_timeline(account: RunAccount, out: Path, *, title: str) -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     attempts = account.attempts
     fig, ax = plt.subplots(figsize=(10, max(3.2, 1.2 + 0.35 * len(attempts))))
@@ -140,8 +142,8 @@ def plot_timeline(account: RunAccount, out: Path, *, title: str) -> int:
     ax.set_ylabel("segment (attempt)")
     goodput = account.goodput
     ax.set_title(title + ("" if goodput is None else f": goodput {goodput:.3f}"))
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _COLOURS.values()]
-    handles.append(plt.Line2D([], [], marker="x", color="#de2d26", linestyle="", markeredgewidth=2.5))
+    handles: list[Any] = [Patch(color=c) for c in _COLOURS.values()]
+    handles.append(Line2D([], [], marker="x", color="#de2d26", linestyle="", markeredgewidth=2.5))
     ax.legend(
         handles, [*_COLOURS, "unplanned stop"], loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8
     )
