@@ -28,6 +28,8 @@ from helpers import (
 )
 
 import batcher
+from batcher.run.layout import RunLayout
+from batcher.workflow.account import account_run, sacct_jobs
 
 pytestmark = pytest.mark.slurm
 
@@ -139,14 +141,20 @@ def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
     # warning can arrive (lead + 35 s before the end), so the library takes it as a stop request.
     # 224 steps of 0.6 s: segment 0 is stopped early and segment 1's first job killed, so the retry
     # (one 120 s job, less than 134 s of steps) cannot finish and segment 2 must follow.
+    # Another user's job holds the node at first, so segment 0 waits in the queue (#29's account).
     exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.6}, "length": 14}}
     workdir = workflow_copy(tmp_path / "wf", exp)
-    argv = _snakemake_argv("policy=fixed:120s", "margin_s=5", "stop_signal=URG@1")
+    argv = _snakemake_argv(
+        "policy=fixed:120s", "margin_s=5", "stop_signal=URG@1", f"save_every={SAVE_EVERY_S}s"
+    )
+    blocker = _sh("sbatch", "--parsable", "-p", "defq", "--exclusive", "--mem=100", "-J", "other-user",
+                  "-o", "/dev/null", "--wrap", f"sleep {BLOCKER_S}").strip()  # fmt: skip
+    _wait("the other job to run", lambda: blocker in _running_jobs(), 60)
     log = open(tmp_path / "head.log", "w")
     head = subprocess.Popen(argv, cwd=workdir, env=python_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         # 1. the profile's signal, sent early, makes a clean save: job COMPLETED, status "signal SIGURG"
-        (job0,) = _wait("segment 0 to run", _running_jobs)  # type: ignore[misc]
+        (job0,) = _wait("segment 0 to run", lambda: [j for j in _running_jobs() if j != blocker])  # type: ignore[misc]
         _wait("training to start", lambda: _metric_rows(workdir, "a") >= 3)
         _sh("scancel", "--signal=URG", job0)
         seg0 = Path(
@@ -163,7 +171,8 @@ def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
         #    retried and resumes from the last good checkpoint
         (job1,) = _wait("segment 1 to run", lambda: [j for j in _running_jobs() if j != job0])  # type: ignore[misc]
         rows = _metric_rows(workdir, "a")
-        _wait("segment 1 to train", lambda: _metric_rows(workdir, "a") >= rows + 3)
+        # past its first periodic save (every SAVE_EVERY_S s of training), then killed
+        _wait("segment 1 to train", lambda: _metric_rows(workdir, "a") >= rows + 3 + SAVE_EVERY_S / 0.6)
         subprocess.run(["pkill", "-KILL", "-f", "scripts/train_full.py"], check=True)
         (job1b,) = _wait("the retry", lambda: [j for j in _running_jobs() if j not in (job0, job1)])  # type: ignore[misc]
         assert _sacct([job1])[0]["state"] == "FAILED", _sacct([job1])
@@ -191,6 +200,41 @@ def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
     assert len(statuses) >= 3 and statuses[-1]["segment"] >= 2, "the restart did not continue the chain"
     model, losses = _uninterrupted(tmp_path, 14)
     _assert_matches(workdir, "a", model, losses)
+    _assert_the_time_account(workdir, blocker, job0, job1)
+
+
+SAVE_EVERY_S = 3
+BLOCKER_S = 25
+
+
+def _assert_the_time_account(workdir: Path, blocker: str, job0: str, job1: str) -> None:
+    """#29: the account of the chain above says what the test arranged: the queue wait behind the
+    other job, the planned stop, the kill and the work it lost, every second of every job."""
+    jobs = {j["id"]: j for j in slurm_jobs(workdir, {"id": "JobID", "submit": "Submit", "end": "End"})}
+    accounting = sacct_jobs([blocker, *jobs])
+    (run_dir,) = (workdir / "runs" / "a").iterdir()
+    account = account_run(RunLayout(run_dir))
+    attempts = {a.attempt: a for a in account.attempts}
+    assert set(attempts) == set(jobs), (attempts, jobs)  # every job, the killed one too
+    first, killed = attempts[job0], attempts[job1]
+    # queued behind the other job: until it ended (its length, less the time snakemake took to submit)
+    waited = accounting[blocker].end - accounting[job0].submit  # type: ignore[operator]
+    assert waited > 10 and abs(first.seconds["queued"] - waited) <= 2.0, (first, accounting[blocker])
+    assert first.outcome == "signal SIGURG" and first.seconds["lost"] == 0
+    # the kill: lost at most one save interval, one step and sacct's whole second
+    assert killed.outcome == "died" and killed.unplanned
+    assert 0 < killed.seconds["lost"] <= SAVE_EVERY_S + 0.6 + 1.0, killed
+    assert killed.lost_steps <= SAVE_EVERY_S / 0.6 + 2, killed
+    for a in account.attempts:
+        # the categories sum to the job's time as Slurm accounts it (whole seconds)
+        job = accounting[a.attempt]
+        sacct_wall = job.end - job.submit  # type: ignore[operator]
+        assert sum(a.seconds.values()) == pytest.approx(a.wall, rel=1e-9)
+        assert abs(a.wall - sacct_wall) <= max(0.005 * sacct_wall, 1.0), (a, job)
+        assert min(a.seconds.values()) >= 0, a
+        assert a.seconds["train"] > 0, a
+    assert 0 < account.goodput < 1  # type: ignore[operator]
+    assert (workdir / "results" / "a" / "timeline.png").stat().st_size > 5000
 
 
 @pytest.mark.parametrize(
