@@ -173,7 +173,7 @@ def _timeline_rows(account: RunAccount) -> list[list[str]]:
     """One row per attempt, in seconds, then the run's totals."""
     rows = []
     for a in account.attempts:
-        steps = f"{a.start_step}-{a.end_step}" + (f" ({a.lost_steps} redone)" if a.lost_steps else "")
+        steps = f"{a.start_step}-{a.end_step}" + (f" (>={a.lost_steps} redone)" if a.lost_steps else "")
         outcome = a.outcome + (" (unplanned)" if a.unplanned else "")
         gap = "-" if a.gap_s is None else f"{a.gap_s:.1f}"
         seconds = [f"{a.seconds[c]:.1f}" for c in CATEGORIES]
