@@ -9,6 +9,7 @@
 #     nodes in network namespaces (partition pair), started before and stopped after. Needs root;
 #     without root run `bash tests/run.sh -m "not slurm"` (pytest reports the deselected tests);
 #     `-m "not multinode"` keeps the one-node cluster only.
+#   - on a whole run, the Slurm tests (which mostly wait) run beside the others (see the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,4 +34,31 @@ if [ "$nodes" != 0 ]; then
     trap 'bash tests/slurm/cluster.sh down' EXIT
 fi
 
-"$venv/bin/python" -m pytest "$@"
+# The Slurm tests mostly wait for the cluster's jobs, the install test for pip; on a whole run
+# (no -m, -k or test paths given) they run beside the others, in a second pytest with its own
+# temporary folder, its output printed after the first one's. The suite takes the longer of the
+# two instead of their sum.
+split=1
+[ "$nodes" = 0 ] && split=0
+for arg in "$@"; do
+    case "$arg" in
+        -m | -m* | -k | -k* | --basetemp* | -n | -n* | tests/* | *.py*) split=0 ;;
+    esac
+done
+if [ "$split" = 0 ]; then
+    "$venv/bin/python" -m pytest "$@"
+    exit
+fi
+mkdir -p build
+slurm_log=build/pytest-slurm.log
+"$venv/bin/python" -m pytest -m "slurm or install" --basetemp=build/pytest-slurm "$@" > "$slurm_log" 2>&1 &
+slurm_pid=$!
+main_rc=0
+"$venv/bin/python" -m pytest -m "not slurm and not install" --basetemp=build/pytest-main "$@" || main_rc=$?
+slurm_rc=0
+wait "$slurm_pid" || slurm_rc=$?
+echo
+echo "========== the Slurm and install tests (pytest -m 'slurm or install', run beside the above) =========="
+cat "$slurm_log"
+echo "tests/run.sh: the others exit $main_rc, the Slurm and install tests exit $slurm_rc; $(($(date +%s) - started)) s in all"
+[ "$main_rc" = 0 ] && [ "$slurm_rc" = 0 ]
