@@ -80,7 +80,7 @@ def build(workdir: Path, n_exp: int, n_seg: int, naive: bool) -> None:
             os.utime(p, (t, t))
             t += 1
         results = ResultsLayout.of(exp.name, base=workdir)
-        for p in (run.final_summary(n_seg), results.summary, results.state, results.curves):
+        for p in (run.final_summary(n_seg), results.summary, results.state, results.curves, results.timeline):
             touch(p, t)
             t += 1
     for name in ("summary.png", "summary.tsv"):

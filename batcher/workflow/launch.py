@@ -8,7 +8,7 @@ is unit-tested without Snakemake or Slurm.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,8 +16,10 @@ from batcher.ckpt.periodic import SaveEvery
 from batcher.errors import BatcherError, ConfigError
 from batcher.job_env import JobEnv
 from batcher.limits.policy import policy_to_spec
+from batcher.run.status import SegmentStatus
 from batcher.stopping.signals import DEFAULT_STOP_SIGNALS
 from batcher.stopping.slurm import parse_signal_spec
+from batcher.workflow.backfill import time_min_minutes
 from batcher.workflow.experiments import Experiment
 
 __all__ = [
@@ -91,9 +93,16 @@ def save_every(settings: Mapping[str, Any]) -> str:
     return f"{parsed.steps} steps" if parsed.steps is not None else ("off" if parsed.off else str(value))
 
 
-def slurm_extra(exp: Experiment, settings: Mapping[str, Any], minutes: int) -> str:
-    """Extra sbatch options: the stop signal and, for GPU experiments, the site's constraint."""
+def slurm_extra(
+    exp: Experiment, settings: Mapping[str, Any], minutes: int, history: Iterable[SegmentStatus] = ()
+) -> str:
+    """Extra sbatch options: the stop signal, the shortest limit backfill may give (``min_time``,
+    at least what the run's ``history`` says a job needs; :mod:`batcher.workflow.backfill`) and,
+    for GPU experiments, the site's constraint."""
     parts = [f"--signal={stop_signal(settings, minutes)}"]
+    shortest = time_min_minutes(settings.get("min_time"), minutes, history)
+    if shortest is not None:
+        parts.append(f"--time-min={shortest}")
     if exp.gpus and settings.get("gpu_constraint"):
         parts.append(f"--constraint={settings['gpu_constraint']}")
     return " ".join(parts)

@@ -14,7 +14,9 @@ from batcher.run.layout import (
     ResultsLayout,
     RunLayout,
 )
+from batcher.run.status import read_status
 from batcher.workflow import launch
+from batcher.workflow.backfill import time_min_minutes
 from batcher.workflow.chain import final_segment
 from batcher.workflow.experiments import experiments_from
 from batcher.workflow.sources import resolve_config
@@ -43,9 +45,10 @@ config.update(_EFFECTIVE.config)
 
 def _load_experiments():
     try:
-        # a bad save_every or stop_signal is refused now, not at the first submission
+        # a bad save_every, stop_signal or min_time is refused now, not at the first submission
         launch.save_every(config)
         launch.stop_signal(config, 60)
+        time_min_minutes(config.get("min_time"), 60)
         return experiments_from(
             config,
             config_files=[Path(f) for f in workflow.configfiles],
@@ -123,7 +126,8 @@ def runtime_minutes(wildcards, attempt):
 def slurm_extra(wildcards, attempt):
     exp = _experiment(wildcards)
     minutes = runtime_minutes(wildcards, attempt)
-    return _checked(launch.slurm_extra, exp, config, minutes)
+    history = [s for s in map(read_status, run_layout(exp.name).statuses()) if s]
+    return _checked(launch.slurm_extra, exp, config, minutes, history)
 
 
 def _task_resource(name):
