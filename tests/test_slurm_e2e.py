@@ -274,3 +274,48 @@ def test_submitted_time_limit_is_the_policy_at_submit_time(tmp_path: Path, pinne
         for j in set(_sh("squeue", "-h", "-o", "%i").split()) - before:
             _sh("scancel", j)
     assert os.path.exists(workdir)
+
+
+def test_a_segment_backfilled_with_a_shorter_limit_saves_before_it(tmp_path: Path) -> None:
+    """#30 item 2: with min_time, Slurm's backfill starts a segment in a hole shorter than the
+    policy's limit (before a reserved job) instead of queueing it; the segment reads the end it
+    got and stops with a clean save before it."""
+    exp = {"a": {"script": "scripts/train_full.py", "args": {"step-sleep": 0.5}, "length": 40}}
+    workdir = workflow_copy(tmp_path / "wf", exp)
+    # another user's job holds half the node for 3 minutes; a job that needs the whole node is
+    # queued behind it, so the scheduler reserves the node from the first one's end
+    holder = _sh("sbatch", "--parsable", "-p", "defq", "-c", "4", "--mem=100", "-t", "3", "-J", "other-user",
+                 "-o", "/dev/null", "--wrap", "sleep 170").strip()  # fmt: skip
+    _wait("the other job to run", lambda: holder in _running_jobs(), 60)
+    big = _sh("sbatch", "--parsable", "-p", "defq", "--exclusive", "--mem=100", "-t", "1", "-J", "whole-node",
+              "-o", "/dev/null", "--wrap", "sleep 1").strip()  # fmt: skip
+    argv = _snakemake_argv("policy=fixed:5m", "min_time=1m", "margin_s=5", "stop_signal=URG@1")
+    log = open(tmp_path / "head.log", "w")
+    head = subprocess.Popen(argv, cwd=workdir, env=python_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        status_file = Path(
+            _wait(
+                "segment 0 to stop",
+                lambda: next((workdir / "runs" / "a").glob("*/status/seg-0000.json"), None),
+                300,
+            )
+        )  # type: ignore[arg-type]
+        status = json.loads(status_file.read_text())
+    finally:
+        head.terminate()
+        head.wait(60)
+        log.close()
+        mine = [line.split()[0] for line in _sh("squeue", "-h", "-o", "%i %Z").splitlines()
+                if line.split()[1:] == [str(workdir)]]  # fmt: skip
+        subprocess.run(["scancel", holder, big, *mine], check=False)
+    job = slurm_jobs(workdir, {"id": "JobID", "state": "State", "limit": "Timelimit", "start": "Start"})[0]
+    limit_s = sum(int(x) * m for x, m in zip(reversed(job["limit"].split(":")), (1, 60, 3600), strict=False))
+    assert limit_s < 5 * 60, f"not backfilled with a shorter limit: {job}"  # asked: 5 min, at least 1
+    assert job["state"] == "COMPLETED", job
+    assert status["stop_reason"] == "deadline" and status["deadline_source"] == "Slurm end time (squeue)", (
+        status
+    )
+    ended, deadline = datetime.fromisoformat(status["ended"]), datetime.fromisoformat(status["deadline"])
+    started = datetime.fromisoformat(job["start"]).astimezone()
+    assert abs((deadline - started).total_seconds() - limit_s) <= 2, (status, job)  # the end it got
+    assert 0 < (deadline - ended).total_seconds() <= 5 + 8, status

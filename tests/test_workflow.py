@@ -15,8 +15,9 @@ from conftest import ROOT, python_env
 from helpers import TRAIN_FULL, run_segment, sleep_per_step, workflow_copy
 
 import batcher
-from batcher.run.layout import ResultsLayout
+from batcher.run.layout import ResultsLayout, RunLayout
 from batcher.run.summary import read_summary
+from batcher.workflow.account import account_run
 
 pytestmark = pytest.mark.workflow
 
@@ -152,14 +153,30 @@ def test_bad_save_every_stops_snakemake_before_any_job(finished: Path, tmp_path:
     assert "save_every='sometimes' cannot be read" in out.stdout + out.stderr
 
 
-def test_report_has_curves_and_the_metrics_table(finished: Path) -> None:
+def test_report_has_curves_timelines_and_the_metrics_table(finished: Path) -> None:
     for exp in ("a", "b"):
         assert (finished / "results" / exp / "curves.png").read_bytes().startswith(b"\x89PNG")
+        assert (finished / "results" / exp / "timeline.png").read_bytes().startswith(b"\x89PNG")
     table = (finished / "results" / "summary.tsv").read_text().splitlines()
     assert table[0].startswith("experiment\tsegments\ttrain_seconds") and len(table) == 3
     snakemake(finished, "--report", "report.html")
     html = (finished / "report.html").read_text(errors="replace")
-    assert "curves.png" in html and "summary.tsv" in html
+    assert "curves.png" in html and "summary.tsv" in html and "timeline.png" in html
+
+
+def test_the_time_account_of_a_local_chain(finished: Path) -> None:
+    """#29 under profiles/local: no queue, every attempt seen, its categories its wall time."""
+    (run,) = (finished / "runs" / "a").iterdir()
+    account = account_run(RunLayout(run))
+    segs = [json.loads(p.read_text()) for p in statuses(finished, "a")]
+    assert [a.segment for a in account.attempts] == [s["segment"] for s in segs]
+    for a, s in zip(account.attempts, segs, strict=True):
+        assert a.attempt == s["attempt"] and a.attempt.startswith("pid") and a.seconds["queued"] == 0
+        assert sum(a.seconds.values()) == pytest.approx(a.wall)
+        assert a.seconds["imports"] > 0 and a.seconds["train"] > 0 and a.seconds["lost"] == 0
+        # the same as the segment's own count: its wall time less loading and saving
+        assert a.seconds["train"] == pytest.approx(s["seconds"]["train"], abs=0.5)
+    assert 0 < account.goodput < 1  # type: ignore[operator]
 
 
 def test_command_line_config_keeps_the_profile_settings(tmp_path: Path) -> None:
