@@ -104,7 +104,7 @@ def sacct_jobs(ids: Iterable[str], *, run: Runner = subprocess.run) -> dict[str,
     argv = ["sacct", "-n", "-X", "-P", "-o", "JobID,State,Submit,Start,End,Timelimit", "-j", ",".join(ids)]
     try:
         out = run(
-            argv, capture_output=True, text=True, timeout=60, env={**os.environ, "SLURM_TIME_FORMAT": "%s"}
+            argv, capture_output=True, text=True, timeout=20, env={**os.environ, "SLURM_TIME_FORMAT": "%s"}
         )
     except (OSError, subprocess.SubprocessError):
         return {}
