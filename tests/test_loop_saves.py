@@ -69,7 +69,7 @@ def test_the_status_timeline_says_where_the_segment_time_went(
     _train(seg, model, opt, clock, epochs=1, batches=3, step_s=2.0)
     seg.done()
     timeline = json.loads((tmp_path / "run" / "status" / "seg-0000.json").read_text())["timeline"]
-    assert list(timeline) == ["launched", "segment", "training", "saved", "status"]
+    assert list(timeline) == ["launched", "segment", "training", "stopping", "saved", "status"]
     assert timeline["segment"] - timeline["launched"] == 4.0
     assert timeline["saved"] - timeline["training"] == 6.0 and timeline["status"] == timeline["saved"]
 

@@ -83,6 +83,21 @@ def _wait(what: str, predicate: Callable[[], object], timeout_s: float = 240) ->
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+def _kill_training(workdir: Path) -> None:
+    """SIGKILL the training processes of the workflow in ``workdir``, only those: other tests'
+    train_full.py segments may run beside these (tests/run.sh)."""
+    pids = subprocess.run(["pgrep", "-f", "scripts/train_full.py"], capture_output=True, text=True).stdout
+    killed = 0
+    for pid in map(int, pids.split()):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd") == str(workdir):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    assert killed, "no training process of this workflow found to kill"
+
+
 def _metric_rows(workdir: Path, exp: str) -> int:
     files = list((workdir / "runs" / exp).glob("*/metrics.jsonl"))
     return len(files[0].read_text().splitlines()) if files else 0
@@ -173,7 +188,7 @@ def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
         rows = _metric_rows(workdir, "a")
         # past its first periodic save (every SAVE_EVERY_S s of training), then killed
         _wait("segment 1 to train", lambda: _metric_rows(workdir, "a") >= rows + 3 + SAVE_EVERY_S / 0.6)
-        subprocess.run(["pkill", "-KILL", "-f", "scripts/train_full.py"], check=True)
+        _kill_training(workdir)
         (job1b,) = _wait("the retry", lambda: [j for j in _running_jobs() if j not in (job0, job1)])  # type: ignore[misc]
         assert _sacct([job1])[0]["state"] == "FAILED", _sacct([job1])
         _wait(

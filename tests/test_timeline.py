@@ -107,7 +107,9 @@ def test_a_segment_writes_its_heartbeat_and_its_status_splits_stalls_from_the_fi
     (beat_file,) = (tmp_path / "run" / "heartbeat").iterdir()
     assert beat_file.name == f"seg-0000-pid{os.getpid()}.json"
     beat = read_heartbeat(beat_file)
-    assert beat is not None and beat.committed_step == 20 and beat.first_step == 0 and beat.step >= 20
+    # the step-10 save was committed by step 20's save at the latest; the step-20 one's commit is
+    # seen at the first boundary after its write ended, or not before the end (a slow disk)
+    assert beat is not None and beat.committed_step in (10, 20) and beat.first_step == 0 and beat.step >= 20
     status = json.loads((tmp_path / "run" / "status" / "seg-0000.json").read_text())
     assert status["attempt"] == f"pid{os.getpid()}"
     timeline, seconds = status["timeline"], status["seconds"]
