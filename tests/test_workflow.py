@@ -192,4 +192,4 @@ def test_command_line_config_keeps_the_profile_settings(tmp_path: Path) -> None:
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
-    assert "runtime=14," in out and "--signal=URG@60" in out and "--constraint=TitanX" in out, out[-3000:]
+    assert "runtime=14," in out and "--signal=URG@60" in out and "constraint=TitanX" in out, out[-3000:]

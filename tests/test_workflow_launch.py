@@ -12,6 +12,7 @@ import pytest
 from batcher.errors import ConfigError
 from batcher.workflow.experiments import Experiment, load_experiments
 from batcher.workflow.launch import (
+    constraint,
     job_minutes,
     segment_command,
     slurm_extra,
@@ -74,10 +75,23 @@ def test_the_profiles_stop_signal_is_one_the_job_stops_on() -> None:
     assert stop_signals({}) == "SIGTERM,SIGUSR1,SIGURG"
 
 
-def test_slurm_extra_adds_the_gpu_constraint_only_for_gpu_jobs() -> None:
+def test_the_gpu_constraint_is_the_plugins_resource_only_for_gpu_jobs() -> None:
     settings = {"gpu_constraint": "TitanX"}
-    assert slurm_extra(_exp(gpus=1), settings, 14) == "--signal=URG@60 --constraint=TitanX"
-    assert slurm_extra(_exp(), settings, 14) == "--signal=URG@60"
+    assert constraint(_exp(gpus=1), settings) == "TitanX" and constraint(_exp(), settings) is None
+    assert constraint(_exp(gpus=1), {}) is None
+    assert slurm_extra(_exp(gpus=1), settings, 14) == "--signal=URG@60"
+
+
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_slurm_extra_holds_no_option_the_slurm_plugin_refuses(gpus: int) -> None:
+    """The plugin refuses a job whose slurm_extra sets what it manages (--constraint, --nodes,
+    --time, ...): a GPU job on profiles/das5 was refused at submission that way."""
+    from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
+
+    settings = {"gpu_constraint": "TitanX", "min_time": "5m", "stop_signal": "URG@60"}
+    extra = slurm_extra(_exp(gpus=gpus), settings, 14)
+    assert "--time-min=5" in extra
+    validate_slurm_extra(SimpleNamespace(resources=SimpleNamespace(slurm_extra=extra)))
 
 
 def test_plain_command_sets_the_in_job_environment() -> None:

@@ -24,6 +24,7 @@ from batcher.workflow.experiments import Experiment
 
 __all__ = [
     "DEFAULT_STOP_SIGNAL",
+    "constraint",
     "job_minutes",
     "save_every",
     "segment_command",
@@ -96,16 +97,21 @@ def save_every(settings: Mapping[str, Any]) -> str:
 def slurm_extra(
     exp: Experiment, settings: Mapping[str, Any], minutes: int, history: Iterable[SegmentStatus] = ()
 ) -> str:
-    """Extra sbatch options: the stop signal, the shortest limit backfill may give (``min_time``,
-    at least what the run's ``history`` says a job needs; :mod:`batcher.workflow.backfill`) and,
-    for GPU experiments, the site's constraint."""
+    """Extra sbatch options: the stop signal and the shortest limit backfill may give
+    (``min_time``, at least what the run's ``history`` says a job needs;
+    :mod:`batcher.workflow.backfill`). Options the Slurm plugin sets itself (``--constraint``,
+    ``--nodes``, ...) it refuses here: they are resources (:func:`constraint`)."""
     parts = [f"--signal={stop_signal(settings, minutes)}"]
     shortest = time_min_minutes(settings.get("min_time"), minutes, history)
     if shortest is not None:
         parts.append(f"--time-min={shortest}")
-    if exp.gpus and settings.get("gpu_constraint"):
-        parts.append(f"--constraint={settings['gpu_constraint']}")
     return " ".join(parts)
+
+
+def constraint(exp: Experiment, settings: Mapping[str, Any]) -> str | None:
+    """The Slurm plugin's ``constraint`` resource (``sbatch -C``): the site's ``gpu_constraint``
+    for GPU experiments, else None."""
+    return str(settings["gpu_constraint"]) if exp.gpus and settings.get("gpu_constraint") else None
 
 
 def uses_srun(exp: Experiment, settings: Mapping[str, Any]) -> bool:
