@@ -90,3 +90,15 @@ def test_resume_skip_measures_fresh_and_resumed_starts(
     resume_skip = _bench("resume_skip", monkeypatch, tmp_path)
     r = resume_skip.plain(0, batches=10, fetch_s=0.0, reps=1)  # no workers: nothing forked from pytest
     assert r["fresh"] > 0 and all(r[f"resume_{p}"] > 0 for p in (10, 50, 90))
+
+
+def test_contention_load_is_seeded_and_asks_for_more_than_it_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other user's load (not run here: it needs the two-node cluster) is the same for a seed."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    contention = importlib.import_module("contention")
+    jobs = contention.load(1, 600.0)
+    assert jobs == contention.load(1, 600.0) and jobs != contention.load(2, 600.0)
+    assert jobs[0].at == 0 and jobs[-1].at < 600 and len(jobs) > 10
+    assert {j.nodes for j in jobs} == {1, 2}
+    assert all(j.limit_min * 60 >= j.run_s for j in jobs)
+    sys.modules.pop("contention", None)
