@@ -18,7 +18,7 @@ goodput, both from the time account (batcher.workflow.account), and the competit
 configuration's time to done over each one's. Results: benchmarks/results/contention.json.
 
 Not covered yet (#30): elastic width (``nodes: 1-2``) and a pre-submitted successor.
-Run: python benchmarks/contention.py [--seed 1] [--train-s 240] [--slot 2m]
+Run: python benchmarks/contention.py [--seed 1] [--train-s 240] [--slot 3m] (about 25 minutes)
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ class Competitor:
     limit_min: int
 
 
-def load(seed: int, horizon_s: float, *, mean_gap_s: float = 25.0) -> list[Competitor]:
-    """The seeded stream of the other user's jobs over ``horizon_s`` seconds."""
+def load(seed: int, horizon_s: float, *, mean_gap_s: float = 70.0) -> list[Competitor]:
+    """The seeded stream of the other user's jobs over ``horizon_s`` seconds: 1.3 nodes for 90 s
+    on average, one every 70 s, keeps the two nodes about 85 % busy (a queue that drains)."""
     rng = random.Random(seed)
     jobs, t = [], 0.0
     while t < horizon_s:

@@ -130,6 +130,11 @@ def slurm_extra(wildcards, attempt):
     return _checked(launch.slurm_extra, exp, config, minutes, history)
 
 
+def segment_constraint(wildcards):
+    """The plugin's constraint resource (sbatch -C): the site's GPU constraint for GPU jobs."""
+    return _checked(launch.constraint, _experiment(wildcards), config)
+
+
 def _task_resource(name):
     """One of the Slurm task resources of a segment (launch.task_resources)."""
 

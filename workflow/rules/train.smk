@@ -24,7 +24,7 @@ checkpoint segment:
         gres=lambda wildcards: (
             f"gpu:{_experiment(wildcards).gpus}" if _experiment(wildcards).gpus else ""
         ),
-        constraint=lambda wildcards: _checked(launch.constraint, _experiment(wildcards), config),
+        constraint=segment_constraint,
         slurm_extra=slurm_extra,
     params:
         command=segment_command,
