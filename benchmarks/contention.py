@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,12 +35,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from slurm_chain import chain_workdir
 
 from batcher.run.layout import RunLayout
 from batcher.workflow.account import account_run, sacct_jobs
 
-ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results"
 PARTITION = "pair"
 STEP_S = 0.5  # train_full.py --step-sleep
@@ -102,13 +100,7 @@ def run_chain(config_name: str, *, seed: int, train_s: float, slot: str, warmup_
     stop, submitted = threading.Event(), []
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(tmp)
-        for name in ("Snakefile", "workflow", "profiles"):
-            src = ROOT / name
-            (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / name)
-        (wd / "scripts").mkdir()
-        shutil.copy(ROOT / "tests" / "scripts" / "train_full.py", wd / "scripts" / "train_full.py")
-        exp = {"script": "scripts/train_full.py", "args": {"step-sleep": STEP_S}, "length": epochs}
-        (wd / "config.yaml").write_text(yaml.safe_dump({"experiments": {"bench": exp}}))
+        chain_workdir(wd, step_sleep=STEP_S, epochs=epochs)
         argv = [
             sys.executable, "-m", "snakemake", "--profile", "profiles/das5",
             "--set-resources", f"segment:slurm_partition={PARTITION}", "segment:mem_mb=100",

@@ -98,6 +98,18 @@ def torch_floor(partition: str, runs: int = 3) -> dict[str, float]:
     }
 
 
+def chain_workdir(wd: Path, *, step_sleep: float, epochs: int) -> None:
+    """A copy of the workflow in ``wd`` with one experiment, ``bench``: train_full.py for
+    ``epochs`` epochs of 16 steps of ``step_sleep`` seconds."""
+    for name in ("Snakefile", "workflow", "profiles"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / name)
+    (wd / "scripts").mkdir()
+    shutil.copy(ROOT / "tests" / "scripts" / "train_full.py", wd / "scripts" / "train_full.py")
+    exp = {"script": "scripts/train_full.py", "args": {"step-sleep": step_sleep}, "length": epochs}
+    (wd / "config.yaml").write_text(yaml.safe_dump({"experiments": {"bench": exp}}))
+
+
 def _wait_for_accounting(wd: Path, timeout_s: float = 60) -> None:
     """slurmdbd records jobs asynchronously: wait until every job of the run has its end."""
     ids = [p.stem.split("-")[-1] for p in wd.glob("runs/bench/*/heartbeat/seg-*.json")]
@@ -160,17 +172,7 @@ def main() -> None:
     floor = torch_floor(partition)
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(tmp)
-        for name in ("Snakefile", "workflow", "profiles"):
-            src = ROOT / name
-            (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / name)
-        (wd / "scripts").mkdir()
-        shutil.copy(ROOT / "tests" / "scripts" / "train_full.py", wd / "scripts" / "train_full.py")
-        exp = {
-            "script": "scripts/train_full.py",
-            "args": {"step-sleep": args.step_sleep},
-            "length": args.epochs,
-        }
-        (wd / "config.yaml").write_text(yaml.safe_dump({"experiments": {"bench": exp}}))
+        chain_workdir(wd, step_sleep=args.step_sleep, epochs=args.epochs)
         argv = [
             sys.executable,
             "-m",
