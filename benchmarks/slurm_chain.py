@@ -53,20 +53,6 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results"
 
 
-def sacct(job_ids: list[str]) -> dict[str, dict[str, str]]:
-    out = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-o", "JobID,State,Submit,Start,End,Timelimit", "-j", ",".join(job_ids)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rows = {}
-    for line in out.splitlines():
-        jid, state, submit, start, end, limit = line.split("|")
-        rows[jid] = {"state": state, "submit": submit, "start": start, "end": end, "limit": limit}
-    return rows
-
-
 FLOOR_CODE = (
     "import time; t0 = time.time(); import torch; t1 = time.time(); "
     "torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1); t2 = time.time(); print(t0, t1, t2)"
@@ -215,7 +201,7 @@ def main() -> None:
             ).stdout  # fmt: skip
             print(timeline_text)
     attempts = account.attempts
-    jobs = sacct([a.attempt for a in attempts])
+    jobs = sacct_jobs([a.attempt for a in attempts])
     gaps = [a.gap_s + b.seconds["queued"] for a, b in itertools.pairwise(attempts) if a.gap_s is not None]
     resubmit = [a.gap_s for a in attempts if a.gap_s is not None]
     startup = [a.seconds["launch"] + a.seconds["imports"] + a.seconds["restore"] for a in attempts]
@@ -227,7 +213,7 @@ def main() -> None:
         status = statuses.get(a.attempt)
         deadline = datetime.fromisoformat(status.deadline).timestamp() if status and status.deadline else None
         saved = status.timeline.get("saved") if status else None
-        if jobs[a.attempt]["state"] == "TIMEOUT" or (deadline and saved and saved > deadline):
+        if jobs[a.attempt].state == "TIMEOUT" or (deadline and saved and saved > deadline):
             missed.append(a.attempt)
     result = {
         "executor": executor,

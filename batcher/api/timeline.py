@@ -65,16 +65,16 @@ class Timeline:
 
     def beat(self, now: float, step: int, saves: SegmentSaves) -> None:
         """Write a heartbeat if one is due at ``now`` (``step``: steps done over the run)."""
-        committed = saves.committed
         if not self._beating:
             return
+        committed = saves.committed
         if self._last is not None and now - self._last < self._every_s and committed == self._committed:
             return
         self._last, self._committed = now, committed
         self._first_step = step if self._first_step is None else self._first_step
         beat = Heartbeat(
-            segment=self._segment, attempt=self._attempt, time=now, step=step,
-            first_step=self._first_step, committed_step=committed.step, committed_at=committed.at, held_s=saves.held_s,
+            segment=self._segment, attempt=self._attempt, time=now, step=step, first_step=self._first_step,
+            committed_step=committed.step, committed_at=committed.at, held_s=saves.held_s,
             held_at_commit=committed.held_s, timeline=dict(self.marks),
         )  # fmt: skip
         try:

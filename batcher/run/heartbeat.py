@@ -4,7 +4,7 @@ A segment that dies unplanned (SIGKILL, OOM killer, node failure) writes no stat
 trained after its last committed checkpoint is lost and trained again by the next attempt. The
 heartbeat says how much: rank 0 rewrites it (atomically, a few hundred bytes) at least every
 :data:`HEARTBEAT_S` seconds of training and at every committed save. Its owner: the in-job
-library writes it (:class:`batcher.api.beats.Beats`); the time account
+library writes it (:class:`batcher.api.timeline.Timeline`); the time account
 (:mod:`batcher.workflow.account`) reads it.
 
 The step a dead attempt had reached is known to within one heartbeat interval; the seconds lost
