@@ -26,6 +26,7 @@ from batcher.errors import (
 from batcher.limits.policy import Policy, policy_from_spec
 
 if TYPE_CHECKING:
+    from batcher.api.elastic import ElasticSampler
     from batcher.api.loop import Segment
     from batcher.api.script_end import SegmentStopped
     from batcher.api.start import segment
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 # The training loop needs torch; the policies, errors and config checks do not. Importing them
 # lazily keeps `import batcher.limits.policy` (the Snakefile, the CLI) free of the seconds torch takes.
 _LAZY = {
+    "ElasticSampler": "batcher.api.elastic",
     "Segment": "batcher.api.loop",
     "SegmentStopped": "batcher.api.script_end",
     "segment": "batcher.api.start",
@@ -56,6 +58,7 @@ __all__ = [
     "BatcherError",
     "CheckpointMismatchError",
     "ConfigError",
+    "ElasticSampler",
     "NoUsableCheckpointError",
     "NotFinishedError",
     "Policy",

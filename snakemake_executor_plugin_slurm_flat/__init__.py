@@ -21,9 +21,19 @@ Snakemake with the ``local`` executor instead, still one Snakemake start less th
 workflow's segment rule starts its training under ``srun`` (batcher.workflow.launch.uses_srun), so
 the job's stop signal, which Slurm sends to job steps, still reaches it.
 
-It overrides three public hooks of Snakemake's executor interface, ``RemoteExecutor.sleep()`` (the
-wait between status checks), ``RealExecutor.format_job_exec()`` (the job's command) and
-``RealExecutor.additional_general_args()`` (the executor a job with Snakemake runs), and was
+A third change lets a job ask for a range of nodes (``sbatch --nodes=MIN-MAX``), which the stock
+plugin refuses (its ``nodes`` resource is a whole number, and ``--nodes`` in ``slurm_extra`` is
+refused too): a job with the resource ``node_range`` (``"1-2"``) is submitted with
+``--nodes=1-2 --exclusive`` in place of the plugin's ``--ntasks`` (:func:`with_node_range`). Slurm
+(select/cons_tres) then gives it as many whole nodes of the range as are free when it starts, and
+starts it on fewer rather than wait. (With a task count, or tasks per node, it gives the fewest
+nodes those fit on, or waits for all of them; the job's step lays out its ranks itself.)
+
+It overrides four public hooks of Snakemake's executor interface, ``RemoteExecutor.sleep()`` (the
+wait between status checks), ``RealExecutor.format_job_exec()`` (the job's command),
+``RealExecutor.additional_general_args()`` (the executor a job with Snakemake runs) and
+``Executor.run_job()`` (for a node range: the plugin's ``get_submit_command`` is wrapped for the
+call), and was
 checked against snakemake-executor-plugin-slurm 2.8.0 and snakemake-interface-executor-plugins 9.4
 (pyproject pins the plugin; tests/test_slurm_flat.py fails when the upstream classes change what
 this relies on).
@@ -33,13 +43,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 from typing import Any
 
+import snakemake_executor_plugin_slurm as _upstream
 from snakemake_executor_plugin_slurm import Executor as _SlurmExecutor
 from snakemake_executor_plugin_slurm import ExecutorSettings, common_settings
 
-__all__ = ["Executor", "ExecutorSettings", "common_settings", "direct_command", "for_wrap"]
+__all__ = ["Executor", "ExecutorSettings", "common_settings", "direct_command", "for_wrap", "with_node_range"]
 
 #: the wait between status checks when the profile sets none
 DEFAULT_INTERVAL_S = 2.0
@@ -68,6 +80,22 @@ class Executor(_SlurmExecutor):  # type: ignore[misc]
         if getattr(self.workflow.executor_settings, "pass_command_as_script", False):
             return direct  # a script through stdin: the shell reads it as written
         return for_wrap(direct)
+
+    def run_job(self, job: Any) -> None:
+        """Submit ``job``; one with a ``node_range`` resource asks for that range of nodes."""
+        span = job.resources.get("node_range")
+        if not span:
+            return super().run_job(job)  # type: ignore[no-any-return]
+        build = _upstream.get_submit_command
+
+        def submit_command(*args: Any, **kwargs: Any) -> str:
+            return with_node_range(build(*args, **kwargs), str(span))
+
+        _upstream.get_submit_command = submit_command  # run_job looks it up in its module
+        try:
+            return super().run_job(job)  # type: ignore[no-any-return]
+        finally:
+            _upstream.get_submit_command = build
 
     def additional_general_args(self) -> str:
         """The job's own Snakemake runs the rule directly (``local``), not through ``slurm-jobstep``'s
@@ -114,3 +142,12 @@ def for_wrap(command: str) -> str:
     """``command`` as upstream puts it into ``sbatch --wrap="..."`` (it escapes only ``"``):
     with ``\\``, ``$`` and backquotes escaped too, the submitting shell leaves it as written."""
     return command.replace("\\", "\\\\").replace("$", "\\$").replace("`", "\\`")
+
+
+def with_node_range(call: str, span: str) -> str:
+    """The plugin's ``sbatch`` call asking for ``span`` whole nodes (``MIN-MAX``) in place of the
+    whole numbers it set (``--nodes``, ``--ntasks``)."""
+    if not re.fullmatch(r"\d+-\d+", span):
+        raise ValueError(f"node_range must be MIN-MAX, e.g. 1-2, got {span!r}")
+    call = re.sub(r" --(?:nodes|ntasks)=\d+(?=\s|$)", "", call)
+    return f"{call} --nodes={span} --exclusive"

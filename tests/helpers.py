@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,28 @@ def filled_store(tmp_path: Path, count: int = 3, keep: int = 3) -> Any:
         store.save(checkpoint_state(i), step=i * 10, segment=i)
     store.wait_for_cleanup()  # old checkpoints are deleted on a background thread
     return store
+
+
+def ledger_epochs(launches: list[Path]) -> dict[int, Counter[int]]:
+    """How often each sample index was trained on, per epoch, from the ledgers of
+    ``tests/scripts/train_ddp.py --ledger`` (``launches``: each attempt's path prefix, in the
+    order they ran; its ranks wrote ``<prefix>.rank<R>``). A step's records are those of the
+    latest attempt that ran it: an attempt's steps after its last checkpoint were run again by
+    the next one, which starts at that checkpoint's step."""
+    by_step: dict[int, tuple[int, list[int]]] = {}  # step -> (epoch, indices of every rank)
+    for prefix in launches:
+        rows = [
+            json.loads(line)
+            for f in sorted(prefix.parent.glob(f"{prefix.name}.rank*"))
+            for line in f.read_text().splitlines()
+        ]
+        if not rows:
+            continue
+        first = min(r["step"] for r in rows)
+        by_step = {s: v for s, v in by_step.items() if s < first}
+        for r in rows:
+            by_step.setdefault(r["step"], (r["epoch"], []))[1].extend(r["idx"])
+    epochs: dict[int, Counter[int]] = {}
+    for epoch, idx in by_step.values():
+        epochs.setdefault(epoch, Counter()).update(idx)
+    return epochs

@@ -7,6 +7,7 @@ def test_public_api_is_small_sorted_and_pinned() -> None:
         "BatcherError",
         "CheckpointMismatchError",
         "ConfigError",
+        "ElasticSampler",
         "NoUsableCheckpointError",
         "NotFinishedError",
         "Policy",

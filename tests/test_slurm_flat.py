@@ -18,7 +18,7 @@ from snakemake_interface_executor_plugins.executors.real import RealExecutor
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
-from snakemake_executor_plugin_slurm_flat import Executor, direct_command, for_wrap
+from snakemake_executor_plugin_slurm_flat import Executor, direct_command, for_wrap, with_node_range
 
 
 def test_the_pinned_upstream_plugin_is_the_one_installed() -> None:
@@ -140,3 +140,66 @@ def test_upstream_builds_the_jobs_command_through_the_public_hook() -> None:
         "format_job_exec" not in vars(SlurmExecutor)
         and Executor.format_job_exec is not RealExecutor.format_job_exec
     )
+
+
+class _Resources(dict):  # type: ignore[type-arg]
+    """Snakemake's job resources: a mapping read by ``get`` and by attribute."""
+
+    def __getattr__(self, name: str) -> object:
+        return self.get(name)
+
+
+def _submit_call(resources: dict[str, object]) -> str:
+    """What the upstream plugin's ``get_submit_command`` makes of a job with ``resources``."""
+    import snakemake_executor_plugin_slurm as upstream
+
+    params = {
+        "run_uuid": "u",
+        "slurm_logfile": "log",
+        "comment_str": "c",
+        "account": "",
+        "partition": "-p pair",
+        "workdir": "/w",
+    }
+    job = SimpleNamespace(resources=_Resources(resources), threads=1)
+    return str(upstream.get_submit_command(job, params))
+
+
+def test_a_node_range_replaces_the_whole_numbers_upstream_submits() -> None:
+    """#30: ``node_range`` ``1-2`` asks for 1 to 2 whole nodes; the plugin's ``--ntasks`` (and a
+    ``--nodes``, were there one) go, everything else stays."""
+    plain = _submit_call({"runtime": 15, "mem_mb": 4000, "tasks_per_gpu": 0, "node_range": "1-2"})
+    assert " --ntasks=1" in plain and "--nodes" not in plain  # what upstream asks for by itself
+    ranged = with_node_range(plain, "1-2")
+    assert ranged == plain.replace(" --ntasks=1", "") + " --nodes=1-2 --exclusive"
+    fixed = with_node_range(_submit_call({"runtime": 15, "nodes": 2, "tasks": 2, "mpi": "srun"}), "1-3")
+    assert (
+        " --nodes=2" not in fixed
+        and " --ntasks=2" not in fixed
+        and fixed.endswith(" --nodes=1-3 --exclusive")
+    )
+    with pytest.raises(ValueError, match="MIN-MAX"):
+        with_node_range(plain, "2")
+
+
+def test_run_job_asks_upstream_for_the_call_through_a_module_global(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upstream's ``run_job`` builds the sbatch call with its module's ``get_submit_command``;
+    slurm-flat's ``run_job`` wraps that function for a job with a ``node_range`` (and only for the
+    call), so the range reaches sbatch; other jobs are untouched."""
+    import snakemake_executor_plugin_slurm as upstream
+
+    assert "call = get_submit_command(" in inspect.getsource(SlurmExecutor.run_job)
+    assert upstream.get_submit_command.__module__ == "snakemake_executor_plugin_slurm.submit_string"
+    original, calls = upstream.get_submit_command, []
+
+    def fake_run_job(self: object, job: SimpleNamespace) -> None:  # what upstream does with it
+        calls.append(upstream.get_submit_command(job, {}))
+
+    monkeypatch.setattr(SlurmExecutor, "run_job", fake_run_job)
+    monkeypatch.setattr(upstream, "get_submit_command", lambda job, params, **_: "sbatch --ntasks=1 -t 5")
+    faked = upstream.get_submit_command
+    executor = Executor.__new__(Executor)  # no Snakemake behind it: run_job only
+    executor.run_job(SimpleNamespace(resources=_Resources(node_range="1-2")))
+    executor.run_job(SimpleNamespace(resources=_Resources()))
+    assert calls == ["sbatch -t 5 --nodes=1-2 --exclusive", "sbatch --ntasks=1 -t 5"]
+    assert upstream.get_submit_command is faked is not original  # put back after the call

@@ -15,7 +15,15 @@ import pytest
 import torch
 import yaml
 from conftest import python_env
-from helpers import losses, run_ranks, same_final_state, sleep_per_step, slurm_jobs, workflow_copy
+from helpers import (
+    ledger_epochs,
+    losses,
+    run_ranks,
+    same_final_state,
+    sleep_per_step,
+    slurm_jobs,
+    workflow_copy,
+)
 
 import batcher
 from batcher.workflow.experiments import load_experiments
@@ -213,3 +221,53 @@ def test_a_shard_damaged_on_the_first_node_makes_both_nodes_fall_back(tmp_path: 
     assert f"resumed from checkpoint {older['file']}" in log
     start = torch.load(dumps / "seg-1.pt", weights_only=True)["model"]
     assert all(torch.equal(start[k], v) for k, v in expected["objects"]["model"].items())
+
+
+def test_an_elastic_width_runs_each_segment_on_the_nodes_it_got_and_trains_each_sample_once(
+    tmp_path: Path,
+) -> None:
+    """``nodes: "1-2"`` (elastic width) through profiles/das5 (slurm-flat): each segment is
+    submitted as ``--nodes=1-2 --ntasks-per-node=1`` and runs on what Slurm gives it. Segment 0
+    gets both nodes; while another user's job holds tb2, segment 1 starts at once on tb1 alone
+    instead of waiting; the rest run on both again. The run (DDP, batcher.ElasticSampler over 400
+    samples, 8 per rank and step, stopped by the 60 s limit wherever it falls) trains on every
+    sample of every epoch exactly once (the ledger), across both changes of world size."""
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    spec = {
+        "script": "scripts/train_ddp.py",
+        "args": {"elastic": True, "samples": 400, "ledger": str(ledger / "l"), "step-sleep": 0.9},
+        "length": 5,  # 25 steps an epoch on 2 ranks, 50 on 1; about 53 steps a 60 s segment
+        "resources": {"nodes": "1-2", "tasks": 1},
+    }
+    workdir = workflow_copy(tmp_path / "wf", {"el": spec})
+    run_id = load_experiments({"policy": "fixed:60s", "experiments": {"el": spec}})["el"].run_id
+    status = f"runs/el/{run_id}/status/seg-{{:04d}}.json"
+    first = _run(workdir, options=(status.format(0),))
+    assert first.returncode == 0, first.stderr[-4000:]
+    blocker = _sh(
+        "sbatch", "--parsable", "-p", "pair", "-w", "tb2", "--exclusive", "--mem=100", "-J", "other-user",
+        "-t", "5", "--wrap", "sleep 300",
+    ).strip()  # fmt: skip
+    try:
+        second = _run(workdir, options=(status.format(1),))
+        assert second.returncode == 0, second.stderr[-4000:]
+    finally:
+        _sh("scancel", blocker)
+    rest = _run(workdir)
+    assert rest.returncode == 0, rest.stderr[-4000:]
+    jobs = _slurm_jobs(workdir)
+    assert [j["nodes"] for j in jobs[:2]] == ["tb[1-2]", "tb1"] and jobs[2]["nodes"] == "tb[1-2]", jobs
+    assert {j["state"] for j in jobs} == {"COMPLETED"}, jobs
+    statuses = _statuses(workdir, "el")
+    assert len(statuses) == len(jobs) and statuses[-1]["status"] == "done"
+    assert all(s["status"] == "unfinished" and s["stop_reason"] == "deadline" for s in statuses[:-1])
+    logs = [(workdir / "runs" / "el" / run_id / "logs" / f"seg-{k:04d}.log").read_text() for k in (1, 2)]
+    assert "saved by 2 process(es) and resumes on 1" in logs[0] and "resumes on 2" in logs[1], logs
+    epochs = ledger_epochs([ledger / f"l.job{j['id']}" for j in jobs])
+    assert sorted(epochs) == [0, 1, 2, 3, 4]
+    for epoch, seen in epochs.items():
+        assert sorted(seen) == list(range(400)), f"epoch {epoch} left out {set(range(400)) - set(seen)}"
+        assert set(seen.values()) == {1}, f"epoch {epoch} repeated {[i for i, c in seen.items() if c > 1]}"
+    # the world size changed mid-epoch (a segment stopped at an epoch's end would prove less)
+    assert statuses[0]["batch"] > 0 and statuses[1]["batch"] > 0, statuses[:2]

@@ -61,6 +61,12 @@ def test_good_config_and_defaults() -> None:
             GOOD.replace("examples/train.py", "examples/nope.py"),
             "train script 'examples/nope.py' does not exist",
         ),
+        (
+            GOOD + "    resources: {nodes: 2-1}\n",
+            "resources.nodes must be a number of nodes or a range MIN-MAX",
+        ),
+        (GOOD + "    resources: {nodes: 0-2}\n", "with 1 <= MIN <= MAX"),
+        (GOOD + "    resources: {nodes: two}\n", "experiments.a.resources.nodes: 'two' does not match"),
         ("experiments: {}\n", "experiments: {} should be non-empty"),
         ("experiments:\n  a: {length: 3}\n", "'script' is a required property"),
     ],
@@ -83,3 +89,20 @@ def test_run_id_ignores_length_but_not_arguments() -> None:
     longer = _load(GOOD.replace("length: 3", "length: 30") + "    args: {lr: 0.1}\n")["a"]
     other = _load(GOOD + "    args: {lr: 0.2}\n")["a"]
     assert a.run_id == longer.run_id != other.run_id
+
+
+@pytest.mark.parametrize(
+    ("nodes", "expected"),
+    [
+        (2, (2, None, False, "2")),
+        ("1-2", (2, 1, True, "1-2")),
+        (" 2 - 4 ", (4, 2, True, "2-4")),
+        ("2-2", (2, None, False, "2")),
+    ],
+)
+def test_nodes_is_a_count_or_a_range(nodes: object, expected: tuple[object, ...]) -> None:
+    """#30: ``nodes: "1-2"`` is an elastic width (each segment runs on 1 or 2 nodes); a range of
+    one value is that count. ``ranks`` is the most a segment runs."""
+    exp = _load(GOOD + f"    resources: {{nodes: {nodes!r}, tasks: 2}}\n".replace("'", '"'))["a"]
+    assert (exp.nodes, exp.min_nodes, exp.elastic, exp.nodes_spec) == expected
+    assert exp.ranks == 2 * exp.nodes

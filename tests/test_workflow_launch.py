@@ -25,7 +25,7 @@ from batcher.workflow.launch import (
 )
 
 
-def _exp(**resources: int) -> Experiment:
+def _exp(**resources: int | str) -> Experiment:
     config = {
         "policy": "das5",
         "experiments": {
@@ -138,7 +138,7 @@ def _sbatch(exp: Experiment, settings: dict[str, Any]) -> list[str]:
     from snakemake_executor_plugin_slurm.submit_string import get_submit_command
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
-    given = {k: v for k, v in task_resources(exp, settings).items() if v is not None}
+    given = {k: v for k, v in task_resources(exp, settings).items() if v is not None and k != "node_range"}
     gres = {"gres": f"gpu:{exp.gpus}"} if exp.gpus else {}
     job = SimpleNamespace(
         resources=_Resources(given, runtime=14, mem_mb=exp.mem_mb, **gres), threads=threads(exp, settings)
@@ -210,3 +210,39 @@ def test_save_every_reaches_the_job_as_the_library_reads_it(value: object, env: 
 def test_a_bad_save_every_is_refused_at_submission() -> None:
     with pytest.raises(ConfigError, match="save_every='sometimes' cannot be read"):
         _command(_exp(), {"save_every": "sometimes"})
+
+
+@pytest.mark.parametrize(("tasks", "gpus"), [(1, 0), (2, 0), (2, 2)])
+def test_an_elastic_width_asks_for_a_range_of_whole_nodes_and_runs_on_all_it_got(
+    tasks: int, gpus: int
+) -> None:
+    """#30: ``nodes: "1-2"``: upstream asks for nothing of the layout (no --nodes, --ntasks or
+    --ntasks-per-gpu), slurm-flat adds ``--nodes=1-2 --exclusive`` from ``node_range``; the srun
+    runs ``tasks`` ranks on every node of the job (no --nodes, no --ntasks: srun's default is the
+    whole allocation), its world size from Slurm."""
+    from snakemake_executor_plugin_slurm_flat import with_node_range
+
+    exp, settings = _exp(nodes="1-2", tasks=tasks, gpus=gpus, cpus=3), {"launcher": "srun"}
+    resources = task_resources(exp, settings, "slurm-flat")
+    assert resources["node_range"] == "1-2" and resources["nodes"] is None and resources["tasks"] is None
+    argv = shlex.split(with_node_range(shlex.join(_sbatch(exp, settings)), str(resources["node_range"])))
+    geometry = [a for a in argv if a.startswith(("--nodes", "--ntasks", "--gres", "--cpus", "--excl"))]
+    gres = [f"--gres=gpu:{gpus}"] if gpus else []
+    assert sorted(geometry) == sorted(["--cpus-per-task=3", "--nodes=1-2", "--exclusive", *gres]), argv
+    srun = shlex.split(_command(exp, settings).partition(" exec ")[2])
+    assert srun[:5] == [
+        "srun",
+        f"--ntasks-per-node={tasks}",
+        "--cpus-per-task=3",
+        "--kill-on-bad-exit=1",
+        "bash",
+    ]
+    assert "WORLD_SIZE=$SLURM_NTASKS" in srun[-1]
+
+
+def test_an_elastic_width_is_refused_where_it_cannot_be_submitted() -> None:
+    exp = _exp(nodes="1-2")
+    with pytest.raises(ConfigError, match="1-2 nodes, a range, which the stock slurm executor cannot submit"):
+        task_resources(exp, {"launcher": "srun"}, "slurm")
+    with pytest.raises(ConfigError, match="asks for 1-2 nodes, but this profile runs on one machine"):
+        task_resources(exp, {}, "local")

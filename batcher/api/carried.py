@@ -75,17 +75,18 @@ class Carried:
     def capture(self, *, metrics_seq: int, done: bool) -> TrainingState:
         """The segment's state now. Gathering the RNG states is a collective: every rank calls it."""
         pos = self._count.pos
+        mid_epoch = pos.batch > 0 or pos.samples > 0
         return TrainingState(
             objects=self._objects.replicated_state(),
             values=self._objects.saved_values(),
             pos=Position(**pos.as_dict()),
             rng_by_rank=self._ranks.gather(capture_rng()),
-            epoch_rng_by_rank=self._ranks.gather(self._replay.epoch_rng if pos.batch else None),
+            epoch_rng_by_rank=self._ranks.gather(self._replay.epoch_rng if mid_epoch else None),
             sharded=self._objects.sharded_names(),
             total=self._count.total,
             metrics_seq=metrics_seq,
             timing=self._stop.history(),
-            loader_live=self._replay.loader_live(mid_epoch=pos.batch > 0),
+            loader_live=self._replay.loader_live(mid_epoch=mid_epoch),
             segment=self._segment,
             done=done,
         )

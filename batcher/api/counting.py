@@ -22,6 +22,7 @@ class LoopCount:
         self.start_step = self.start_tick = 0  # where this segment began
         self.total: int | None = None  # seg.range's stop, once called
         self.epoch_len: int | None = None  # the loader's length in this epoch, when it has one
+        self.per_step = 0  # global samples a step of this epoch consumes (0: unknown)
         self.uses_iterate = False  # the script iterates batches with seg.iterate (seen in this run)
         self._iterated_this_epoch = False
 
@@ -45,7 +46,7 @@ class LoopCount:
     def epoch_ended(self) -> bool:
         """Count the end of an epoch; True when another epoch follows in ``seg.range``."""
         self.pos.epoch += 1
-        self.pos.batch, self.epoch_len = 0, None
+        self.pos.batch, self.pos.samples, self.epoch_len = 0, 0, None
         if not self._iterated_this_epoch:  # an epoch without seg.iterate is one step
             self.pos.step += 1
         self._iterated_this_epoch = False
@@ -54,15 +55,18 @@ class LoopCount:
         self.pos.tick += 1  # the loop is over: seg.done() saves next, no boundary to stop at
         return False
 
-    def batches_begin(self, epoch_len: int | None) -> None:
+    def batches_begin(self, epoch_len: int | None, per_step: int = 0) -> None:
+        """An epoch's batches begin: ``epoch_len`` batches in it (done ones included), each step
+        consuming ``per_step`` samples across the ranks."""
         self.uses_iterate = self._iterated_this_epoch = True
-        self.epoch_len = epoch_len
+        self.epoch_len, self.per_step = epoch_len, per_step
 
     def batch_ended(self) -> tuple[Kinds, bool]:
         """Count a batch; return what may run before the next boundary, and whether this one holds
         (is no place to stop or save)."""
         self.pos.batch += 1
         self.pos.step += 1
+        self.pos.samples += self.per_step
         left = None if self.epoch_len is None else self.epoch_len - self.pos.batch
         if left is not None and left <= 0:
             # the epoch's batches are done, its tail (the code after the batch loop) runs next: no

@@ -20,8 +20,9 @@ from typing import IO, Any, NoReturn, TypeVar
 from batcher.api.carried import Carried
 from batcher.api.counting import LoopCount
 from batcher.api.devices import gpu_warnings
+from batcher.api.elastic import begin_pass
 from batcher.api.objects import TrainingObjects
-from batcher.api.replay import EpochReplay, loader_length, resume_notice
+from batcher.api.replay import EpochReplay, resume_notice
 from batcher.api.report import Report, SegmentEnd
 from batcher.api.saves import SegmentSaves
 from batcher.api.script_end import at_script_end, exit_stopped, finish_forgotten
@@ -157,14 +158,14 @@ class Segment:
     def iterate(self, loader: Iterable[T]) -> Iterator[T]:
         """Yield the batches of ``loader`` for this epoch, skipping those done before a mid-epoch stop.
 
-        A plain ``DataLoader`` is replayed from the RNG state captured when its epoch began; a
-        loader with ``state_dict()`` passed to :func:`segment` resumes by itself.
+        A plain ``DataLoader`` is replayed from its epoch's RNG state (an ``ElasticSampler`` starts
+        after the samples done, on any world size); one passed to :func:`segment` resumes itself.
         """
-        self_resuming = self._objects.is_loader_given(loader)
-        self._count.batches_begin(loader_length(loader))
-        skip, t0 = self._pos.batch, time.perf_counter()
-        batches = self._replay.batches(loader, skip, self_resuming=self_resuming)
-        notice = resume_notice(loader, skip, time.perf_counter() - t0, self_resuming=self_resuming)
+        own = self._objects.is_loader_given(loader)  # it resumes by itself
+        plan, t0 = begin_pass(loader, self._pos, self._ranks.world), time.perf_counter()
+        self._count.batches_begin(plan.length, plan.per_step)
+        batches = self._replay.batches(loader, plan.skip, self_resuming=own, mid_epoch=plan.mid_epoch)
+        notice = resume_notice(loader, plan.skip, time.perf_counter() - t0, self_resuming=own)
         if notice and self._ranks.main:
             self._report.say(f"NOTE: {notice}")
         for item in batches:

@@ -40,11 +40,11 @@ class EpochReplay:
         self._resume_live = loader_live
         self._restored = True
 
-    def begin(self, skip: int) -> dict[str, Any] | None:
-        """Enter an epoch's batches with ``skip`` of them done: put back the RNG state the
+    def begin(self, mid_epoch: bool) -> dict[str, Any] | None:
+        """Enter an epoch's batches, resumed ``mid_epoch`` or not: put back the RNG state the
         epoch began with (returning the current one, to restore after the skip), or record it."""
         current = None
-        if skip and self._resume_rng is not None:
+        if mid_epoch and self._resume_rng is not None:
             current = capture_rng()
             restore_rng(self._resume_rng)
             self.epoch_rng = self._resume_rng
@@ -57,14 +57,19 @@ class EpochReplay:
         """A loader that resumes by itself (``state_dict()``) needs no replay."""
         self._resume_rng = None
 
-    def batches(self, loader: Iterable[T], skip: int, *, self_resuming: bool) -> Iterator[T]:
+    def batches(
+        self, loader: Iterable[T], skip: int, *, self_resuming: bool, mid_epoch: bool | None = None
+    ) -> Iterator[T]:
         """An iterator over ``loader``'s batches with the first ``skip`` already done: a plain
         loader is replayed from the epoch's starting RNG state and skipped; a loader with its own
-        ``state_dict()`` (``self_resuming``) was restored already and starts where it stopped."""
+        ``state_dict()`` (``self_resuming``) was restored already and starts where it stopped.
+        ``mid_epoch`` (default: ``skip > 0``): the epoch was resumed, even if its sampler leaves
+        out the done samples by itself (``skip`` 0, see :mod:`batcher.api.elastic`)."""
+        mid_epoch = skip > 0 if mid_epoch is None else mid_epoch
         restored, self._restored = self._restored, False
         if self_resuming:
             self.forget_resume()
-            if not (skip or restored):
+            if not (mid_epoch or restored):
                 return iter(loader)
             # It takes up its restored state first (a StatefulDataLoader builds the iterator it
             # saved, drawing a worker seed from the global RNG): the run it resumes drew that
@@ -74,7 +79,7 @@ class EpochReplay:
             loader.state_dict()  # type: ignore[attr-defined]
             restore_rng(now)
             return iter(loader)
-        current = self.begin(skip)
+        current = self.begin(mid_epoch)
         restarted = self._resume_live and _starts_persistent_workers(loader)
         self._resume_live = False
         self._live_at_start = restarted or _has_live_workers(loader)

@@ -22,19 +22,23 @@ READS = (1, 2)
 @dataclass
 class Position:
     """The loop's place: ``batch`` batches done in ``epoch``; ``step`` steps (batches, or epochs
-    without ``seg.iterate``) done over the run; ``tick`` boundaries passed (steps and epoch ends)."""
+    without ``seg.iterate``) done over the run; ``tick`` boundaries passed (steps and epoch ends);
+    ``samples``: the epoch's samples consumed across all ranks (per-rank batch size times world
+    size, per step; 0 when the loader gives no batch size), where an ``ElasticSampler`` resumes."""
 
     epoch: int = 0
     batch: int = 0
     step: int = 0
     tick: int = 0
+    samples: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Position:
-        return cls(int(doc["epoch"]), int(doc["batch"]), int(doc["step"]), int(doc["tick"]))
+        epoch, batch, step, tick = (int(doc[k]) for k in ("epoch", "batch", "step", "tick"))
+        return cls(epoch, batch, step, tick, samples=int(doc.get("samples", 0)))
 
 
 @dataclass
@@ -75,8 +79,9 @@ class TrainingState:
         pos.batch = pos.batch * saved // world
         return pos, (
             f"this checkpoint was saved by {saved} process(es) and resumes on {world}: training "
-            "continues, but the data order from here on (and a sampler's split of the current "
-            "epoch) differs from a run on one rank count"
+            "continues, but the data order from here on differs from a run on one rank count (a "
+            "DistributedSampler's split of the current epoch too; batcher.ElasticSampler keeps "
+            "every sample of it exactly once)"
         )
 
     def rng_of(self, rank: int) -> tuple[Any, Any]:

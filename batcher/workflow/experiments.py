@@ -47,7 +47,8 @@ class Experiment:
     mem_mb: int = 2000
     gpus: int = 0
     tasks: int = 1  # processes per node (ranks), started with torchrun or srun when more than one
-    nodes: int = 1
+    nodes: int = 1  # the most nodes a segment runs on
+    min_nodes: int | None = None  # elastic width ("1-2"): a segment runs on min_nodes..nodes, as Slurm gives
     policy_spec: Any = None
     policy: Policy | None = field(default=None, compare=False)
 
@@ -66,8 +67,18 @@ class Experiment:
 
     @property
     def ranks(self) -> int:
-        """Processes of one segment: ``nodes`` x ``tasks``."""
+        """Processes of one segment (at most, with an elastic width): ``nodes`` x ``tasks``."""
         return self.nodes * self.tasks
+
+    @property
+    def elastic(self) -> bool:
+        """The number of nodes is a range: each segment runs on the nodes Slurm gave it."""
+        return self.min_nodes is not None and self.min_nodes < self.nodes
+
+    @property
+    def nodes_spec(self) -> str:
+        """sbatch's ``--nodes`` value: ``N``, or ``MIN-MAX`` for an elastic width."""
+        return f"{self.min_nodes}-{self.nodes}" if self.elastic else str(self.nodes)
 
     def command_args(self) -> list[str]:
         """Return the script's command-line arguments, length included."""
@@ -176,6 +187,7 @@ def load_experiments(
             policy = policy_from_spec(policy_spec)
         except PolicyError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        nodes, min_nodes = _nodes(resources.get("nodes", 1), where=f"{where}: resources.nodes")
         out[name] = Experiment(
             name=name,
             script=script,
@@ -186,11 +198,26 @@ def load_experiments(
             mem_mb=int(resources.get("mem_mb", 2000)),
             gpus=int(resources.get("gpus", 0)),
             tasks=int(resources.get("tasks", 1)),
-            nodes=int(resources.get("nodes", 1)),
+            nodes=nodes,
+            min_nodes=min_nodes,
             policy_spec=policy_spec,
             policy=policy,
         )
     return out
+
+
+def _nodes(value: Any, *, where: str) -> tuple[int, int | None]:
+    """``nodes``: a count, or a range ``"MIN-MAX"`` (elastic width)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, None
+    m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", str(value))
+    if not m or not 1 <= int(m[1]) <= int(m[2]):
+        raise ConfigError(
+            f'{where} must be a number of nodes or a range MIN-MAX with 1 <= MIN <= MAX (e.g. "1-2"), '
+            f"got {value!r}"
+        )
+    low, high = int(m[1]), int(m[2])
+    return high, (low if low < high else None)
 
 
 def experiments_from(

@@ -127,7 +127,7 @@ def uses_srun(exp: Experiment, settings: Mapping[str, Any]) -> bool:
         return True
     if exp.nodes > 1:
         raise ConfigError(
-            f"experiment {exp.name!r} asks for {exp.nodes} nodes, but this profile runs on one "
+            f"experiment {exp.name!r} asks for {exp.nodes_spec} nodes, but this profile runs on one "
             "machine; use a Slurm profile with launcher=srun (profiles/das5), or set nodes: 1"
         )
     return False
@@ -139,10 +139,14 @@ def srun_tasks(exp: Experiment, settings: Mapping[str, Any]) -> bool:
     return uses_srun(exp, settings) and exp.ranks > 1
 
 
-def task_resources(exp: Experiment, settings: Mapping[str, Any]) -> dict[str, int | str | None]:
+def task_resources(
+    exp: Experiment, settings: Mapping[str, Any], executor: str | None = None
+) -> dict[str, int | str | None]:
     """Snakemake's ``nodes``, ``tasks``, ``tasks_per_node``, ``tasks_per_gpu`` and ``mpi`` resources:
     how the Slurm plugin asks for the ranks that the segment's srun starts (all None when it
-    starts one rank or none).
+    starts one rank or none); and ``node_range`` for an elastic width, which only the ``slurm-flat``
+    executor submits (``--nodes=MIN-MAX --exclusive``: whole nodes, as many as are free; the stock
+    plugin takes whole numbers only), so ``executor`` ``slurm`` is refused for it.
 
     The job's layout must be the step's, ``exp.tasks`` ranks on each of ``exp.nodes`` nodes. A
     total alone does not say that: with ``--nodes=2 --ntasks=4`` Slurm may give one node 3 tasks
@@ -151,7 +155,17 @@ def task_resources(exp: Experiment, settings: Mapping[str, Any]) -> dict[str, in
     the rank count into ``--ntasks-per-gpu`` for GPU jobs, whose GPUs are per node (``--gres``).
     """
     if not srun_tasks(exp, settings):
-        return dict.fromkeys(("nodes", "tasks", "tasks_per_node", "tasks_per_gpu", "mpi"))
+        return dict.fromkeys(("nodes", "tasks", "tasks_per_node", "tasks_per_gpu", "mpi", "node_range"))
+    if exp.elastic:
+        if executor == "slurm":
+            raise ConfigError(
+                f"experiment {exp.name!r} asks for {exp.nodes_spec} nodes, a range, which the stock "
+                "slurm executor cannot submit; use executor: slurm-flat (profiles/das5) or a whole "
+                "number of nodes"
+            )
+        # the upstream plugin asks for nothing of its own (its --ntasks=1 is replaced)
+        none = dict.fromkeys(("nodes", "tasks", "tasks_per_node", "mpi"))
+        return {**none, "tasks_per_gpu": 0, "node_range": exp.nodes_spec}
     per_node = exp.nodes > 1 and exp.tasks > 1
     return {
         "nodes": exp.nodes,
@@ -159,6 +173,7 @@ def task_resources(exp: Experiment, settings: Mapping[str, Any]) -> dict[str, in
         "tasks_per_node": exp.tasks if per_node else None,
         "tasks_per_gpu": 0,
         "mpi": "srun",
+        "node_range": None,
     }
 
 
@@ -197,10 +212,11 @@ def segment_command(
     }
     argv = [python, exp.script, *exp.command_args()]
     if srun_tasks(exp, settings):
+        # an elastic width runs on every node the job got (srun's default), T ranks on each
+        fixed = [] if exp.elastic else [f"--nodes={exp.nodes}", f"--ntasks={exp.ranks}"]
         argv = [
             "srun",
-            f"--nodes={exp.nodes}",
-            f"--ntasks={exp.ranks}",
+            *fixed,
             f"--ntasks-per-node={exp.tasks}",
             f"--cpus-per-task={exp.cpus}",
             "--kill-on-bad-exit=1",

@@ -1,5 +1,5 @@
 """Test training under torch.distributed (gloo, CPU): DDP (or FSDP with --fsdp), DistributedSampler
-with shuffling, dropout, Adam.
+(or batcher.ElasticSampler with --elastic) with shuffling, dropout, Adam.
 
 Run one process per rank with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set (as torchrun does).
 """
@@ -7,6 +7,7 @@ Run one process per rank with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set (as
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import time
@@ -72,6 +73,15 @@ p.add_argument(
     help="rank 0 writes the whole (unsharded) model and optimizer state, as the segment starts "
     "(after any resume), to this file ({segment}: the segment's number, from BATCHER_SEGMENT)",
 )
+p.add_argument("--elastic", action="store_true", help="batcher.ElasticSampler instead of DistributedSampler")
+p.add_argument("--samples", type=int, default=256, help="the data set's size")
+p.add_argument("--workers", type=int, default=0, help="the DataLoader's num_workers")
+p.add_argument(
+    "--ledger",
+    default="",
+    help="each rank appends one JSON line per batch (epoch, steps done before it, sample indices) to "
+    "this path plus .job<SLURM_JOB_ID> (under Slurm) and .rank<R>",
+)
 args = p.parse_args()
 
 dist.init_process_group("gloo")
@@ -133,11 +143,13 @@ if args.full_disk_at_save and rank == 0:
 torch.manual_seed(0)
 torch.set_num_threads(1)
 g = torch.Generator().manual_seed(1)
-x = torch.randn(256, 4, generator=g)
+x = torch.randn(args.samples, 4, generator=g)
 y = (x.sum(1, keepdim=True) > 0).float()
-data = TensorDataset(x, y)
-sampler = DistributedSampler(data, shuffle=True, seed=3)
-loader = DataLoader(data, batch_size=8, sampler=sampler)
+data = TensorDataset(x, y, torch.arange(args.samples))
+sampler = (batcher.ElasticSampler if args.elastic else DistributedSampler)(data, shuffle=True, seed=3)
+loader = DataLoader(data, batch_size=8, sampler=sampler, num_workers=args.workers)
+job = f".job{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else ""  # one file per attempt
+ledger = open(f"{args.ledger}{job}.rank{rank}", "a") if args.ledger else None
 net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
 if args.fsdp:
     from torch.distributed.device_mesh import init_device_mesh
@@ -170,7 +182,9 @@ if args.dump_start:
 for epoch in seg.range(args.epochs):
     sampler.set_epoch(epoch)
     model.train()
-    for xb, yb in seg.iterate(loader):
+    for xb, yb, ib in seg.iterate(loader):
+        if ledger:
+            print(json.dumps({"epoch": epoch, "step": seg.step, "idx": ib.tolist()}), file=ledger, flush=True)
         if args.kill_at_step and seg.step == args.kill_at_step:
             if args.fault_once:
                 open(args.fault_once, "w").close()

@@ -139,7 +139,10 @@ def _task_resource(name):
     """One of the Slurm task resources of a segment (launch.task_resources)."""
 
     def resource(wildcards):
-        return _checked(launch.task_resources, _experiment(wildcards), config)[name]
+        executor = getattr(workflow.executor_plugin, "name", None)
+        return _checked(
+            launch.task_resources, _experiment(wildcards), config, executor
+        )[name]
 
     return resource
 
