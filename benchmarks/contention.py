@@ -1,24 +1,30 @@
-"""A chain on a shared cluster: time to done under another user's load, with and without min_time.
+"""A chain on a shared cluster: time to done under another user's load, with fixed width and
+limit, with min_time, and with min_time and an elastic width.
 
 The test cluster's two-node partition ``pair`` (``bash tests/slurm/cluster.sh up 2``) is kept busy
-by a load generator, seeded so that runs are comparable: a stream of another user's jobs, each
-holding one or both nodes whole (``--exclusive``) for a random time and asking for more than it
-uses (as users do), the two-node ones leaving holes while they wait for both nodes, which the
-backfill scheduler fills with what fits. The same training (a chain of ``train_full.py`` segments
-through ``profiles/das5``, policy ``fixed:<slot>``) runs in it once per configuration, with the
-same seed:
+by a load generator, seeded so that runs are comparable: a stream of another user's jobs over a
+fixed horizon, each holding one or both nodes whole (``--exclusive``) for a random time and
+asking for more than it uses (as users do), the two-node ones leaving holes while they wait for
+both nodes, which the backfill scheduler fills with what fits. The same training runs in it once
+per configuration, with the same seed: a 2-rank DDP run (tests/scripts/train_ddp.py with
+batcher.ElasticSampler, 0.5 s a step) as a chain through ``profiles/das5``, policy
+``fixed:<slot>``:
 
-  fixed      every segment asks for the policy's whole limit
-  min_time   segments also give ``--time-min`` (the workflow setting min_time), so backfill may
-             start them early in a shorter hole
+  fixed      nodes: 2; every segment asks for the policy's whole limit
+  min_time   nodes: 2; segments also give ``--time-min`` (min_time: 1m), so backfill may start
+             them early in a shorter hole
+  elastic    nodes: "1-2" and min_time: 1m; a segment also starts on one node when only one is
+             free (it then trains at half the rate: the same work per rank and step)
 
 Measured per configuration: time to done (first submission -> last job's end) and the chain's
 goodput, both from the time account (batcher.workflow.account), and the competitor's mean wait
-(submit -> start of its jobs submitted while the chain ran). ``speedup`` is the fixed
-configuration's time to done over each one's. Results: benchmarks/results/contention.json.
+(submit -> start) over the same jobs in every configuration: all those of the horizon, each
+waited for until it started. ``speedup`` is the fixed configuration's time to done over each
+one's. Results: benchmarks/results/contention2n_seed<N>.json (an earlier one-node chain, fixed
+against min_time only: contention_seed<N>.json).
 
-Not covered yet (#30): elastic width (``nodes: 1-2``) and a pre-submitted successor.
-Run: python benchmarks/contention.py [--seed 1] [--train-s 240] [--slot 3m] (about 25 minutes)
+Run: python benchmarks/contention.py [--seed 1] [--train-s 180] [--slot 3m] [--horizon-s 600]
+[--configs fixed,elastic] (each configuration takes at least the horizon plus the queue's drain)
 """
 
 from __future__ import annotations
@@ -42,8 +48,13 @@ from batcher.workflow.account import account_run, sacct_jobs
 
 OUT = Path(__file__).parent / "results"
 PARTITION = "pair"
-STEP_S = 0.5  # train_full.py --step-sleep
-STEPS_PER_EPOCH = 16
+STEP_S = 0.5  # train_ddp.py --step-sleep
+SAMPLES = 800  # train_ddp.py --samples: 50 steps an epoch on 2 ranks (8 samples per rank and step)
+CONFIGS: dict[str, dict[str, object]] = {
+    "fixed": {"nodes": 2},
+    "min_time": {"nodes": 2, "min_time": "1m"},
+    "elastic": {"nodes": "1-2", "min_time": "1m"},
+}
 
 
 @dataclass(frozen=True)
@@ -93,19 +104,33 @@ def _cancel(ids: list[str]) -> None:
         subprocess.run(["scancel", *ids], check=False)
 
 
-def run_chain(config_name: str, *, seed: int, train_s: float, slot: str, warmup_s: float) -> dict:
+def _wait_until_started(ids: list[str], timeout_s: float) -> None:
+    """Until none of ``ids`` is pending (each competitor job's wait is then known)."""
+    end = time.time() + timeout_s
+    while ids and time.time() < end:
+        out = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i"], capture_output=True, text=True).stdout
+        if not set(out.split()) & set(ids):
+            return
+        time.sleep(2)
+
+
+def run_chain(config_name: str, *, seed: int, train_s: float, slot: str, warmup_s: float, horizon_s: float) -> dict:
     """The chain under the seeded load, in ``config_name``; its account and the competitor's wait."""
-    epochs = max(1, round(train_s / (STEP_S * STEPS_PER_EPOCH)))
-    jobs = load(seed, horizon_s=8 * train_s)
+    config = CONFIGS[config_name]
+    epochs = max(1, round(train_s / (STEP_S * SAMPLES / 16)))
+    jobs = load(seed, horizon_s=horizon_s)
     stop, submitted = threading.Event(), []
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(tmp)
-        chain_workdir(wd, step_sleep=STEP_S, epochs=epochs)
+        chain_workdir(
+            wd, step_sleep=STEP_S, epochs=epochs, script="train_ddp.py",
+            args={"elastic": True, "samples": SAMPLES}, resources={"nodes": config["nodes"], "tasks": 1},
+        )  # fmt: skip
         argv = [
             sys.executable, "-m", "snakemake", "--profile", "profiles/das5",
             "--set-resources", f"segment:slurm_partition={PARTITION}", "segment:mem_mb=100",
             "--config", f"policy=fixed:{slot}", "stop_signal=URG@1",
-            *(["min_time=1m"] if config_name == "min_time" else []),
+            *([f"min_time={config['min_time']}"] if "min_time" in config else []),
         ]  # fmt: skip
         t0 = time.time()
         generator = threading.Thread(target=_generate, args=(jobs, t0, stop, submitted), daemon=True)
@@ -113,27 +138,27 @@ def run_chain(config_name: str, *, seed: int, train_s: float, slot: str, warmup_
         time.sleep(warmup_s)  # the cluster is busy before the chain arrives
         try:
             done = subprocess.run(argv, cwd=wd, capture_output=True, text=True, timeout=6 * 3600)
+            generator.join()  # the whole horizon's load, whenever the chain ended
+            _wait_until_started(submitted, timeout_s=3600)
         finally:
             stop.set()
             generator.join()
-            chain_end = time.time()
             _cancel(submitted)
         if done.returncode != 0:
             raise SystemExit(done.stderr[-4000:])
         (run_dir,) = (wd / "runs" / "bench").iterdir()
         time.sleep(5)  # slurmdbd records asynchronously
         account = account_run(RunLayout(run_dir))
+        nodes = [j.nodes for j in sacct_jobs([a.attempt for a in account.attempts]).values()]
     others = sacct_jobs(submitted)
-    waits = [
-        (j.start if j.start is not None else chain_end) - j.submit
-        for j in others.values()
-        if j.submit is not None and j.submit < chain_end
-    ]
+    waits = [j.start - j.submit for j in others.values() if j.start is not None and j.submit is not None]
     return {
         "config": config_name,
+        "resources": config,
         "time_to_done_s": account.span_s,
         "goodput": account.goodput,
         "attempts": len(account.attempts),
+        "nodes_per_job": nodes,
         "queued_s": account.totals["queued"],
         "train_s": account.totals["train"],
         "competitor_jobs": len(waits),
@@ -146,27 +171,37 @@ def run_chain(config_name: str, *, seed: int, train_s: float, slot: str, warmup_
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--train-s", type=float, default=240.0, help="training the chain needs (s)")
+    p.add_argument("--train-s", type=float, default=180.0, help="training the chain needs on 2 nodes (s)")
     p.add_argument("--slot", default="3m", help="the policy's fixed limit (default: %(default)s)")
     p.add_argument("--warmup-s", type=float, default=60.0, help="load before the chain starts")
+    p.add_argument("--horizon-s", type=float, default=600.0, help="how long the other user submits jobs")
+    p.add_argument("--configs", default="fixed,elastic", help=f"of {', '.join(CONFIGS)}; fixed first")
     args = p.parse_args()
+    names = args.configs.split(",")
+    if names[0] != "fixed" or not set(names) <= set(CONFIGS):
+        raise SystemExit(f"--configs: fixed first, then any of {', '.join(CONFIGS)}; got {args.configs!r}")
     results = [
-        run_chain(name, seed=args.seed, train_s=args.train_s, slot=args.slot, warmup_s=args.warmup_s)
-        for name in ("fixed", "min_time")
+        run_chain(
+            name, seed=args.seed, train_s=args.train_s, slot=args.slot, warmup_s=args.warmup_s,
+            horizon_s=args.horizon_s,
+        )  # fmt: skip
+        for name in names
     ]
-    fixed = results[0]["time_to_done_s"]
+    fixed, fixed_wait = results[0]["time_to_done_s"], results[0]["competitor_mean_wait_s"]
     for r in results:
         r["speedup"] = fixed / r["time_to_done_s"]
         wait = r["competitor_mean_wait_s"]
+        r["competitor_wait_ratio"] = wait / fixed_wait if fixed_wait else None
         print(
-            f"{r['config']:>9}: done in {r['time_to_done_s']:.0f}s ({r['attempts']} jobs, queued "
-            f"{r['queued_s']:.0f}s), goodput {r['goodput']:.3f}, speedup {r['speedup']:.2f}x, "
-            f"competitor mean wait {wait:.0f}s over {r['competitor_jobs']} jobs"
+            f"{r['config']:>9}: done in {r['time_to_done_s']:.0f}s ({r['attempts']} jobs on "
+            f"{r['nodes_per_job']} nodes, queued {r['queued_s']:.0f}s), goodput {r['goodput']:.3f}, "
+            f"speedup {r['speedup']:.2f}x, competitor mean wait {wait:.0f}s over "
+            f"{r['competitor_jobs']} jobs ({r['competitor_wait_ratio']:.2f}x fixed)"
         )
     OUT.mkdir(exist_ok=True)
     doc = {"seed": args.seed, "train_s": args.train_s, "slot": args.slot, "warmup_s": args.warmup_s,
-           "results": results}  # fmt: skip
-    (OUT / f"contention_seed{args.seed}.json").write_text(json.dumps(doc, indent=1) + "\n")
+           "horizon_s": args.horizon_s, "samples": SAMPLES, "step_s": STEP_S, "results": results}  # fmt: skip
+    (OUT / f"contention2n_seed{args.seed}.json").write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -84,15 +84,30 @@ def torch_floor(partition: str, runs: int = 3) -> dict[str, float]:
     }
 
 
-def chain_workdir(wd: Path, *, step_sleep: float, epochs: int) -> None:
-    """A copy of the workflow in ``wd`` with one experiment, ``bench``: train_full.py for
-    ``epochs`` epochs of 16 steps of ``step_sleep`` seconds."""
+def chain_workdir(
+    wd: Path,
+    *,
+    step_sleep: float,
+    epochs: int,
+    script: str = "train_full.py",
+    args: dict[str, object] | None = None,
+    resources: dict[str, object] | None = None,
+) -> None:
+    """A copy of the workflow in ``wd`` with one experiment, ``bench``: tests/scripts/``script``
+    for ``epochs`` epochs (train_full.py: of 16 steps) of ``step_sleep`` seconds a step, with
+    ``args`` and ``resources``."""
     for name in ("Snakefile", "workflow", "profiles"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / name)
     (wd / "scripts").mkdir()
-    shutil.copy(ROOT / "tests" / "scripts" / "train_full.py", wd / "scripts" / "train_full.py")
-    exp = {"script": "scripts/train_full.py", "args": {"step-sleep": step_sleep}, "length": epochs}
+    shutil.copy(ROOT / "tests" / "scripts" / script, wd / "scripts" / script)
+    exp: dict[str, object] = {
+        "script": f"scripts/{script}",
+        "args": {"step-sleep": step_sleep, **(args or {})},
+        "length": epochs,
+    }
+    if resources:
+        exp["resources"] = resources
     (wd / "config.yaml").write_text(yaml.safe_dump({"experiments": {"bench": exp}}))
 
 

@@ -169,15 +169,16 @@ def _runner(stdout: str, code: int = 0):
 
 def test_sacct_is_asked_for_unix_times_and_its_lines_are_read() -> None:
     run = _runner(
-        "11|COMPLETED|1800000000|1800000020|1800000103|00:02:00\n"
-        "12|CANCELLED by 0|1800000104|Unknown|Unknown|1-00:00:00\n"
-        "13|PENDING|1800000161|Unknown|Unknown|UNLIMITED\n"
+        "11|COMPLETED|1800000000|1800000020|1800000103|00:02:00|2\n"
+        "12|CANCELLED by 0|1800000104|Unknown|Unknown|1-00:00:00|1\n"
+        "13|PENDING|1800000161|Unknown|Unknown|UNLIMITED|1-2\n"
     )
     jobs = sacct_jobs(["13", "11", "pid99", "12", "11"], run=run)
     (call,) = run.calls  # type: ignore[attr-defined]
     assert call["argv"][-1] == "11,12,13" and call["env"]["SLURM_TIME_FORMAT"] == "%s"
-    assert jobs["11"] == SchedulerJob("11", "COMPLETED", T0, T0 + 20, T0 + 103, 120.0)
-    assert jobs["12"] == SchedulerJob("12", "CANCELLED", T0 + 104, None, None, 86400.0)
+    assert jobs["11"] == SchedulerJob("11", "COMPLETED", T0, T0 + 20, T0 + 103, 120.0, nodes=2)
+    assert jobs["12"] == SchedulerJob("12", "CANCELLED", T0 + 104, None, None, 86400.0, nodes=1)
+    assert jobs["13"].nodes is None  # a pending elastic job: its range, not a count yet
     assert jobs["13"].limit_s is None
     assert sacct_jobs(["11"], run=_runner("", code=1)) == {}  # no accounting: the marks are used
     assert sacct_jobs(["pid1"], run=run) == {} and len(run.calls) == 1  # type: ignore[attr-defined]

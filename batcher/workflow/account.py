@@ -71,6 +71,7 @@ class SchedulerJob:
     start: float | None
     end: float | None
     limit_s: float | None = None
+    nodes: int | None = None  # allocated (requested, while pending)
 
 
 def _seconds(text: str) -> float | None:
@@ -101,7 +102,7 @@ def sacct_jobs(ids: Iterable[str], *, run: Runner = subprocess.run) -> dict[str,
     ids = sorted({i for i in ids if i.isdigit()})
     if not ids or (run is subprocess.run and shutil.which("sacct") is None):
         return {}
-    argv = ["sacct", "-n", "-X", "-P", "-o", "JobID,State,Submit,Start,End,Timelimit", "-j", ",".join(ids)]
+    argv = ["sacct", "-n", "-X", "-P", "-o", "JobID,State,Submit,Start,End,Timelimit,NNodes", "-j", ",".join(ids)]
     try:
         out = run(
             argv, capture_output=True, text=True, timeout=20, env={**os.environ, "SLURM_TIME_FORMAT": "%s"}
@@ -113,13 +114,14 @@ def sacct_jobs(ids: Iterable[str], *, run: Runner = subprocess.run) -> dict[str,
     jobs = {}
     for line in out.stdout.splitlines():
         parts = line.split("|")
-        if len(parts) != 6:
+        if len(parts) != 7:
             continue
-        job, state, submit, start, end, limit = parts
+        job, state, submit, start, end, limit, nodes = parts
         state = state.split()[0] if state else state  # "CANCELLED by 0"
         jobs[job] = SchedulerJob(
-            job, state, _seconds(submit), _seconds(start), _seconds(end), _limit_s(limit)
-        )
+            job, state, _seconds(submit), _seconds(start), _seconds(end), _limit_s(limit),
+            int(nodes) if nodes.isdigit() else None,
+        )  # fmt: skip
     return jobs
 
 
