@@ -114,7 +114,9 @@ def _wait_until_started(ids: list[str], timeout_s: float) -> None:
         time.sleep(2)
 
 
-def run_chain(config_name: str, *, seed: int, train_s: float, slot: str, warmup_s: float, horizon_s: float) -> dict:
+def run_chain(
+    config_name: str, *, seed: int, train_s: float, slot: str, warmup_s: float, horizon_s: float
+) -> dict:
     """The chain under the seeded load, in ``config_name``; its account and the competitor's wait."""
     config = CONFIGS[config_name]
     epochs = max(1, round(train_s / (STEP_S * SAMPLES / 16)))
@@ -180,13 +182,8 @@ def main() -> None:
     names = args.configs.split(",")
     if names[0] != "fixed" or not set(names) <= set(CONFIGS):
         raise SystemExit(f"--configs: fixed first, then any of {', '.join(CONFIGS)}; got {args.configs!r}")
-    results = [
-        run_chain(
-            name, seed=args.seed, train_s=args.train_s, slot=args.slot, warmup_s=args.warmup_s,
-            horizon_s=args.horizon_s,
-        )  # fmt: skip
-        for name in names
-    ]
+    common = {"seed": args.seed, "train_s": args.train_s, "slot": args.slot, "warmup_s": args.warmup_s}
+    results = [run_chain(name, **common, horizon_s=args.horizon_s) for name in names]
     fixed, fixed_wait = results[0]["time_to_done_s"], results[0]["competitor_mean_wait_s"]
     for r in results:
         r["speedup"] = fixed / r["time_to_done_s"]

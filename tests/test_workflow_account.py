@@ -64,8 +64,8 @@ def _chain(tmp_path: Path) -> RunLayout:
 
 
 JOBS = {
-    "11": SchedulerJob("11", "COMPLETED", T0, T0 + 20, T0 + 103, 120.0),
-    "12": SchedulerJob("12", "FAILED", T0 + 104, T0 + 105, T0 + 160, 120.0),
+    "11": SchedulerJob("11", "COMPLETED", T0, T0 + 20, T0 + 103, 120.0, nodes=2),
+    "12": SchedulerJob("12", "FAILED", T0 + 104, T0 + 105, T0 + 160, 120.0, nodes=1),  # an elastic width
     "13": SchedulerJob("13", "COMPLETED", T0 + 161, T0 + 162, T0 + 202, 120.0),
 }
 
@@ -101,6 +101,7 @@ def test_each_category_is_what_was_arranged_and_they_sum_to_the_wall_time(tmp_pa
         assert sum(a.seconds[c] for c in CATEGORIES) == pytest.approx(a.wall, abs=1e-9)
         assert min(a.seconds.values()) >= 0
     assert [a.gap_s for a in account.attempts] == [1.0, 1.0, None]
+    assert [a.nodes for a in account.attempts] == [2, 1, None]  # as sacct says (13: not known)
     assert account.span_s == 202 and account.totals["gap"] == 2.0
     assert account.goodput == pytest.approx(account.totals["train"] / 202)
     assert account.largest_loss == ("lost", pytest.approx(29.5))

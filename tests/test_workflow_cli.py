@@ -246,3 +246,19 @@ def test_status_has_a_goodput_column_and_names_the_largest_loss(
     rows = {r["experiment"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["half"]["account"]["largest_loss"] == {"category": "gap", "seconds": 492.0}
     assert rows["new"]["account"]["goodput"] is None
+
+
+def test_timeline_rows_name_the_nodes_each_slurm_job_got() -> None:
+    """An elastic width's jobs run on different numbers of nodes: the attempt column says so."""
+    from batcher.workflow.account import CATEGORIES, Attempt, RunAccount
+    from batcher.workflow.cli import _timeline_rows
+
+    seconds = dict.fromkeys(CATEGORIES, 1.0)
+    attempts = [
+        Attempt(0, "41", "deadline", 0.0, 1.0, 9.0, 0, 5, 0, seconds, 60.0, 1.0, nodes=2),
+        Attempt(1, "42", "finished", 10.0, 11.0, 19.0, 5, 9, 0, seconds, 60.0, None, nodes=1),
+        Attempt(2, "pid7", "finished", 20.0, 20.0, 29.0, 9, 9, 0, seconds),
+    ]
+    totals = {**dict.fromkeys(CATEGORIES, 3.0), "gap": 1.0}
+    rows = _timeline_rows(RunAccount(attempts, totals))
+    assert [r[1] for r in rows] == ["41 (2 nodes)", "42 (1 node)", "pid7", ""]

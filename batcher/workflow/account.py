@@ -102,7 +102,16 @@ def sacct_jobs(ids: Iterable[str], *, run: Runner = subprocess.run) -> dict[str,
     ids = sorted({i for i in ids if i.isdigit()})
     if not ids or (run is subprocess.run and shutil.which("sacct") is None):
         return {}
-    argv = ["sacct", "-n", "-X", "-P", "-o", "JobID,State,Submit,Start,End,Timelimit,NNodes", "-j", ",".join(ids)]
+    argv = [
+        "sacct",
+        "-n",
+        "-X",
+        "-P",
+        "-o",
+        "JobID,State,Submit,Start,End,Timelimit,NNodes",
+        "-j",
+        ",".join(ids),
+    ]
     try:
         out = run(
             argv, capture_output=True, text=True, timeout=20, env={**os.environ, "SLURM_TIME_FORMAT": "%s"}
@@ -144,6 +153,7 @@ class Attempt:
     seconds: dict[str, float]
     limit_s: float | None = None
     gap_s: float | None = None
+    nodes: int | None = None  # the nodes Slurm gave the job (an elastic width varies)
 
     @property
     def wall(self) -> float:
@@ -311,7 +321,7 @@ def _finished(s: SegmentStatus, job: SchedulerJob | None) -> Attempt:
     outcome = "finished" if s.status == "done" else s.stop_reason or "stopped"
     return Attempt(
         s.segment, s.attempt, outcome, submit, start, end, s.step - s.steps_this_segment, s.step, 0, seconds,
-        job.limit_s if job else None,
+        job.limit_s if job else None, nodes=job.nodes if job else None,
     )  # fmt: skip
 
 
@@ -349,5 +359,5 @@ def _unfinished(
     }
     return Attempt(
         b.segment, b.attempt, "running" if running else "died", submit, start, end, b.first_step, b.step,
-        lost_steps, seconds, job.limit_s if job else None,
+        lost_steps, seconds, job.limit_s if job else None, nodes=job.nodes if job else None,
     )  # fmt: skip

@@ -177,7 +177,8 @@ def _timeline_rows(account: RunAccount) -> list[list[str]]:
         outcome = a.outcome + (" (unplanned)" if a.unplanned else "")
         gap = "-" if a.gap_s is None else f"{a.gap_s:.1f}"
         seconds = [f"{a.seconds[c]:.1f}" for c in CATEGORIES]
-        rows.append([str(a.segment), a.attempt, outcome, steps, f"{a.wall:.1f}", *seconds, gap])
+        attempt = a.attempt + (f" ({a.nodes} node{'s' * (a.nodes > 1)})" if a.nodes else "")
+        rows.append([str(a.segment), attempt, outcome, steps, f"{a.wall:.1f}", *seconds, gap])
     t = account.totals
     rows.append(
         ["all", "", "", "", f"{account.span_s:.1f}", *(f"{t[c]:.1f}" for c in CATEGORIES), f"{t['gap']:.1f}"]
