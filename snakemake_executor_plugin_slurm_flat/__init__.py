@@ -29,11 +29,16 @@ refused too): a job with the resource ``node_range`` (``"1-2"``) is submitted wi
 starts it on fewer rather than wait. (With a task count, or tasks per node, it gives the fewest
 nodes those fit on, or waits for all of them; the job's step lays out its ranks itself.)
 
-It overrides four public hooks of Snakemake's executor interface, ``RemoteExecutor.sleep()`` (the
+A fourth change pre-submits the next job of a chain (jobs with the same ``presubmit_key``
+resource): a successor held by ``--dependency=afterany:<job>`` queues while the job runs, and the
+chain's next job takes it over instead of being submitted (:mod:`.presubmit`).
+
+It overrides public hooks of Snakemake's executor interface, ``RemoteExecutor.sleep()`` (the
 wait between status checks), ``RealExecutor.format_job_exec()`` (the job's command),
-``RealExecutor.additional_general_args()`` (the executor a job with Snakemake runs) and
-``Executor.run_job()`` (for a node range: the plugin's ``get_submit_command`` is wrapped for the
-call), and was
+``RealExecutor.additional_general_args()`` (the executor a job with Snakemake runs),
+``Executor.run_job()`` (the plugin's ``get_submit_command`` is wrapped for the call: a node range,
+the request a successor repeats), ``report_job_submission()``, ``cancel_jobs()`` and ``shutdown()``
+(a chain's successor is submitted, cancelled), and was
 checked against snakemake-executor-plugin-slurm 2.8.0 and snakemake-interface-executor-plugins 9.4
 (pyproject pins the plugin; tests/test_slurm_flat.py fails when the upstream classes change what
 this relies on).
@@ -45,11 +50,16 @@ import asyncio
 import os
 import re
 import shlex
+from pathlib import Path
 from typing import Any
 
 import snakemake_executor_plugin_slurm as _upstream
 from snakemake_executor_plugin_slurm import Executor as _SlurmExecutor
 from snakemake_executor_plugin_slurm import ExecutorSettings, common_settings
+from snakemake_executor_plugin_slurm.utils import set_gres_string
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+
+from snakemake_executor_plugin_slurm_flat.presubmit import Successors, without_output
 
 __all__ = ["Executor", "ExecutorSettings", "common_settings", "direct_command", "for_wrap", "with_node_range"]
 
@@ -67,35 +77,97 @@ class Executor(_SlurmExecutor):  # type: ignore[misc]
     def format_job_exec(self, job: Any) -> str:
         """The job's command: the rule's shell command itself when nothing else is left for
         Snakemake to do in the job (:func:`direct_command`), else Snakemake's (upstream's)."""
+        direct = self._direct(job)
+        if direct is None:
+            return str(super().format_job_exec(job))
+        if getattr(self.workflow.executor_settings, "pass_command_as_script", False):
+            return direct  # a script through stdin: the shell reads it as written
+        return for_wrap(direct)
+
+    def _direct(self, job: Any) -> str | None:
+        """The job's command as a shell runs it when Snakemake need not (else None)."""
         array_rules = set(getattr(self, "array_jobs", None) or ())
         direct = direct_command(job, self.workflow, array_rules=array_rules)
         if direct is None:
-            return str(super().format_job_exec(job))
+            return None
         precommand = self.workflow.spawned_job_args_factory.precommand(
             executor_common_settings=self.common_settings
         )
         # what upstream's command sets before Snakemake starts: --envvars, a precommand
         before = [self.get_envvar_declarations(), f"{precommand} &&" if precommand else ""]
-        direct = " ".join([*(b for b in before if b), direct])
-        if getattr(self.workflow.executor_settings, "pass_command_as_script", False):
-            return direct  # a script through stdin: the shell reads it as written
-        return for_wrap(direct)
+        return " ".join([*(b for b in before if b), direct])
 
     def run_job(self, job: Any) -> None:
-        """Submit ``job``; one with a ``node_range`` resource asks for that range of nodes."""
+        """Submit ``job``: a job with a ``node_range`` resource asks for that range of nodes; one with
+        a ``presubmit_key`` takes over its chain's pre-submitted successor if there is one
+        (:mod:`.presubmit`), and gets a successor of its own once submitted."""
+        key = job.resources.get("presubmit_key")
+        if key and self._take_successor(job, str(key)):
+            return None
         span = job.resources.get("node_range")
-        if not span:
-            return super().run_job(job)  # type: ignore[no-any-return]
         build = _upstream.get_submit_command
 
         def submit_command(*args: Any, **kwargs: Any) -> str:
-            return with_node_range(build(*args, **kwargs), str(span))
+            call = build(*args, **kwargs)
+            call = with_node_range(call, str(span)) if span else call
+            if key:  # kept for the successor, before sbatch runs (the report may come at once)
+                self._requests()[job.jobid] = without_output(call) + set_gres_string(job)
+            return call
 
         _upstream.get_submit_command = submit_command  # run_job looks it up in its module
         try:
-            return super().run_job(job)  # type: ignore[no-any-return]
+            super().run_job(job)
         finally:
             _upstream.get_submit_command = build
+        return None
+
+    def _take_successor(self, job: Any, key: str) -> bool:
+        command = self._direct(job)
+        runtime = job.resources.get("runtime")
+        taken = None
+        if command is not None:
+            taken = self._successors().take(key, command, runtime_min=int(runtime) if runtime else None)
+        if taken is None:
+            return False
+        self.logger.info(
+            f"Job {job.jobid} takes over the pre-submitted SLURM job {taken.job_id} (log: {taken.log})."
+        )
+        self._requests()[job.jobid] = taken.request
+        self._report_job_submission_threadsafe(
+            SubmittedJobInfo(job, external_jobid=taken.job_id, aux={"slurm_logfile": taken.log})
+        )
+        return True
+
+    def report_job_submission(self, job_info: Any, register_job: bool = True) -> None:
+        """Snakemake learns of a submitted job; a job of a chain then gets its successor."""
+        super().report_job_submission(job_info, register_job=register_job)
+        request = self._requests().pop(job_info.job.jobid, None)
+        key = job_info.job.resources.get("presubmit_key")
+        if request and key and job_info.external_jobid:
+            made = self._successors().submit(str(key), after=str(job_info.external_jobid), request=request)
+            if made is None:
+                self.logger.warning(
+                    f"could not pre-submit a successor of SLURM job {job_info.external_jobid}"
+                )
+
+    def cancel_jobs(self, active_jobs: list[Any]) -> None:
+        self._successors().cancel_all()
+        super().cancel_jobs(active_jobs)
+
+    def shutdown(self) -> None:
+        self._successors().cancel_all()  # the chains ended: nothing will take them over
+        super().shutdown()
+
+    def _successors(self) -> Successors:
+        if getattr(self, "_chain_successors", None) is None:
+            self._chain_successors = Successors(Path.cwd() / ".snakemake" / "slurm-flat" / "successors")
+        return self._chain_successors
+
+    def _requests(self) -> dict[Any, str]:
+        """Each job's sbatch request (by Snakemake job id), until its successor is submitted."""
+        if getattr(self, "_chain_requests", None) is None:
+            self._chain_requests: dict[Any, str] = {}
+        return self._chain_requests
 
     def additional_general_args(self) -> str:
         """The job's own Snakemake runs the rule directly (``local``), not through ``slurm-jobstep``'s

@@ -6,6 +6,7 @@ lead are overridden; partition `defq` matches the test cluster's.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -334,3 +335,36 @@ def test_a_segment_backfilled_with_a_shorter_limit_saves_before_it(tmp_path: Pat
     started = datetime.fromisoformat(job["start"]).astimezone()
     assert abs((deadline - started).total_seconds() - limit_s) <= 2, (status, job)  # the end it got
     assert 0 < (deadline - ended).total_seconds() <= 5 + 8, status
+
+
+def test_a_pre_submitted_successor_queues_while_its_segment_runs_and_is_taken_over(tmp_path: Path) -> None:
+    """#30 item 5, presubmit: each segment's job gets a successor as soon as it is submitted (held
+    by --dependency=afterany), and the next segment takes it over instead of being submitted: every
+    job after the first was submitted while the one before ran. The successor of the last one,
+    which nothing takes over, is cancelled when the workflow ends. The time account counts a
+    taken-over job's queue from the previous job's end (no gap), and the run equals an
+    uninterrupted one."""
+    sleep = sleep_per_step(segments=3, budget_s=45, steps=64)  # 4 epochs of 16 steps in 45 s jobs
+    exp = {"p": {"script": "scripts/train_full.py", "args": {"step-sleep": sleep}, "length": 4}}
+    workdir = workflow_copy(tmp_path / "wf", exp)
+    out = _run_workflow(workdir, "policy=fixed:45s", "margin_s=5", "stop_signal=URG@1", "presubmit=true")
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "takes over the pre-submitted SLURM job" in out.stderr
+    statuses = _statuses(workdir, "p")
+    assert len(statuses) >= 3 and statuses[-1]["status"] == "done"
+    ran = [s["attempt"] for s in statuses]
+    cols = {"id": "JobID", "state": "State", "submit": "Submit", "start": "Start", "end": "End"}
+    jobs = {j["id"]: j for j in slurm_jobs(workdir, cols)}
+    assert all(jobs[a]["state"] == "COMPLETED" for a in ran), jobs
+    for before, after in itertools.pairwise(ran):
+        assert jobs[after]["submit"] < jobs[before]["end"], (jobs[before], jobs[after])  # ISO times
+    left = [j for i, j in jobs.items() if i not in ran]
+    assert len(left) == 1 and left[0]["state"].startswith("CANCELLED"), left  # the last one's successor
+    run = RunLayout(next((workdir / "runs" / "p").iterdir()))
+    account = account_run(run)
+    assert [a.attempt for a in account.attempts] == ran
+    for prev, a in itertools.pairwise(account.attempts):
+        assert a.submit == pytest.approx(prev.end, abs=1.0) and prev.gap_s == pytest.approx(0.0, abs=1.0)
+        assert 0 <= a.seconds["queued"] < 10, a  # the node was free: it started as the job before ended
+    model, losses = _uninterrupted(tmp_path, 4)
+    _assert_matches(workdir, "p", model, losses)

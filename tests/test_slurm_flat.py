@@ -203,3 +203,146 @@ def test_run_job_asks_upstream_for_the_call_through_a_module_global(monkeypatch:
     executor.run_job(SimpleNamespace(resources=_Resources()))
     assert calls == ["sbatch -t 5 --nodes=1-2 --exclusive", "sbatch --ntasks=1 -t 5"]
     assert upstream.get_submit_command is faked is not original  # put back after the call
+
+
+def test_a_successor_runs_its_ticket_once_written_and_else_gives_up(tmp_path: Path) -> None:
+    """#30 item 5: the successor's batch script waits for the ticket (a whole file: it is renamed
+    into place) and runs it; with none, it exits after its wait."""
+    from snakemake_executor_plugin_slurm_flat.presubmit import waiter_script
+
+    ticket = tmp_path / "after-7.sh"
+    waiter = subprocess.Popen(
+        ["bash", "-c", waiter_script(ticket, wait_s=30)], stdout=subprocess.PIPE, text=True
+    )
+    time.sleep(0.5)
+    (tmp_path / "t.tmp").write_text(f"echo ran in $(pwd) > {tmp_path / 'out'}\n")
+    (tmp_path / "t.tmp").rename(ticket)
+    assert waiter.wait(timeout=20) == 0
+    assert (tmp_path / "out").read_text().startswith("ran in")
+    t0 = time.monotonic()
+    alone = subprocess.run(
+        ["bash", "-c", waiter_script(tmp_path / "never.sh", wait_s=1)], capture_output=True, text=True
+    )
+    assert alone.returncode == 0 and "no job took this pre-submitted successor over" in alone.stdout
+    assert time.monotonic() - t0 < 15
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [("3:00", 3), ("15:00", 15), ("1:00:00", 60), ("1-00:00:00", 1440), ("2:30", 3), ("UNLIMITED", None)],
+)
+def test_squeue_time_limits_are_read_in_whole_minutes(text: str, minutes: int | None) -> None:
+    from snakemake_executor_plugin_slurm_flat.presubmit import limit_minutes
+
+    assert limit_minutes(text) == minutes
+
+
+class _Slurm:
+    """A fake of sbatch, squeue, scontrol and scancel: what was called, and a successor's state."""
+
+    def __init__(self, state: str = "PENDING", limit: str = "3:00", scontrol_ok: bool = True) -> None:
+        self.calls: list[object] = []
+        self.state, self.limit, self.scontrol_ok = state, limit, scontrol_ok
+        self.next_id = 901
+
+    def __call__(self, argv: object, **_: object) -> subprocess.CompletedProcess[str]:
+        self.calls.append(argv)
+        if isinstance(argv, str):  # sbatch, through the shell: 901, 902, ...
+            self.next_id += 1
+            return subprocess.CompletedProcess(argv, 0, f"{self.next_id - 1}\n", "")
+        if argv[0] == "squeue":  # type: ignore[index]
+            return subprocess.CompletedProcess(argv, 0, f"{self.state}|{self.limit}\n", "")
+        code = 0 if argv[0] != "scontrol" or self.scontrol_ok else 1  # type: ignore[index]
+        return subprocess.CompletedProcess(argv, code, "", "")
+
+
+def test_a_successor_is_submitted_held_by_the_job_and_taken_over_with_the_next_command(
+    tmp_path: Path,
+) -> None:
+    from snakemake_executor_plugin_slurm_flat.presubmit import Successors, without_output
+
+    slurm = _Slurm()
+    successors = Successors(tmp_path, run=slurm)
+    request = without_output("sbatch --parsable --job-name u --output '/l/%j.log' -t 3 --ntasks=1")
+    assert request == "sbatch --parsable --job-name u -t 3 --ntasks=1"
+    made = successors.submit("runs/e/r", after="900", request=request)
+    assert made is not None and made.job_id == "901" and successors.pending == {"runs/e/r": made}
+    call = str(slurm.calls[0])
+    assert call.startswith(request + " --dependency=afterany:900 --kill-on-invalid-dep=yes --output ")
+    assert str(tmp_path / "after-900.sh") in call and "--wrap=" in call
+    taken = successors.take("runs/e/r", "echo next", runtime_min=3)
+    assert taken == made and made.ticket.read_text() == "echo next\n" and not successors.pending
+    assert successors.take("runs/e/r", "echo next", runtime_min=3) is None  # taken once
+    assert not [c for c in slurm.calls if isinstance(c, list) and c[0] in ("scontrol", "scancel")]
+
+
+@pytest.mark.parametrize(
+    ("slurm", "runtime", "taken", "after"),
+    [
+        (_Slurm(limit="14:00"), 10, True, ["scontrol", "update", "JobId=901", "TimeLimit=10"]),  # lowered
+        (_Slurm(limit="3:00"), 14, False, ["scancel", "901"]),  # the job needs more: a fresh one
+        (_Slurm(limit="14:00", scontrol_ok=False), 10, False, ["scancel", "901"]),
+        (_Slurm(state="COMPLETED"), 3, False, ["scancel", "901"]),  # it gave up waiting
+        (_Slurm(state="RUNNING"), 3, True, None),  # started already, waiting for its ticket
+    ],
+)
+def test_a_successor_is_taken_only_while_it_waits_and_asked_for_enough_time(
+    tmp_path: Path, slurm: _Slurm, runtime: int, taken: bool, after: list[str] | None
+) -> None:
+    from snakemake_executor_plugin_slurm_flat.presubmit import Successors
+
+    successors = Successors(tmp_path, run=slurm)
+    successors.submit("k", after="900", request="sbatch")
+    got = successors.take("k", "echo next", runtime_min=runtime)
+    assert (got is not None) == taken and (tmp_path / "after-900.sh").exists() == taken
+    if after:
+        assert slurm.calls[-1] == after
+    successors.submit("k", after="902", request="sbatch")
+    successors.cancel_all()
+    assert slurm.calls[-1] == ["scancel", "902"] and not successors.pending
+    assert not list(tmp_path.glob("*.sh"))  # the tickets go when the workflow ends
+
+
+def test_run_job_takes_the_chains_successor_over_and_presubmits_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job with a presubmit_key: the first is submitted (upstream's run_job) and, once reported,
+    gets a successor held by it; the next job of the chain takes that successor over (no sbatch),
+    is reported with its id, and gets a successor of its own. A job without a key gets none."""
+    import snakemake_executor_plugin_slurm as upstream
+
+    from snakemake_executor_plugin_slurm_flat.presubmit import Successors
+
+    slurm, reported = _Slurm(), []
+    executor = Executor.__new__(Executor)
+    executor._chain_successors = Successors(tmp_path, run=slurm)
+    executor.logger = SimpleNamespace(info=lambda *_: None, warning=lambda *_: None)  # type: ignore[assignment]
+    monkeypatch.setattr(executor, "_direct", lambda job: f"run {job.jobid}", raising=False)
+    monkeypatch.setattr(executor, "_report_job_submission_threadsafe", executor.report_job_submission)
+    monkeypatch.setattr(
+        SlurmExecutor, "report_job_submission", lambda self, info, register_job=True: reported.append(info)
+    )
+    monkeypatch.setattr(upstream, "get_submit_command", lambda job, params, **_: "sbatch --output 'l' -t 3")
+
+    def fake_run_job(self: Executor, job: SimpleNamespace) -> None:  # upstream: sbatch, then report
+        upstream.get_submit_command(job, {})
+        from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+
+        self._report_job_submission_threadsafe(SubmittedJobInfo(job, external_jobid="900"))
+
+    monkeypatch.setattr(SlurmExecutor, "run_job", fake_run_job)
+    monkeypatch.setattr("snakemake_executor_plugin_slurm_flat.set_gres_string", lambda job: "")
+    job = lambda n, **r: SimpleNamespace(jobid=n, resources=_Resources(runtime=3, **r))  # noqa: E731
+    executor.run_job(job(1, presubmit_key="runs/e/r"))
+    assert [i.external_jobid for i in reported] == ["900"]
+    assert str(slurm.calls[0]).startswith("sbatch -t 3 --dependency=afterany:900 ")  # the successor, 901
+    executor.run_job(job(2, presubmit_key="runs/e/r"))
+    assert [i.external_jobid for i in reported] == ["900", "901"]  # taken over: no new sbatch for it
+    assert (tmp_path / "after-900.sh").read_text() == "run 2\n"
+    assert "--dependency=afterany:901 " in str(slurm.calls[-1])  # its own successor
+    before = len(slurm.calls)
+    executor.run_job(job(3))
+    assert len(slurm.calls) == before and reported[-1].external_jobid == "900"
+    monkeypatch.setattr(SlurmExecutor, "cancel_jobs", lambda self, active: None)
+    executor.cancel_jobs([])  # interrupted: the successor no job will take over goes too
+    assert slurm.calls[-1] == ["scancel", "902"] and not executor._successors().pending

@@ -183,3 +183,14 @@ def test_sacct_is_asked_for_unix_times_and_its_lines_are_read() -> None:
     assert jobs["13"].limit_s is None
     assert sacct_jobs(["11"], run=_runner("", code=1)) == {}  # no accounting: the marks are used
     assert sacct_jobs(["pid1"], run=run) == {} and len(run.calls) == 1  # type: ignore[attr-defined]
+
+
+def test_a_pre_submitted_attempt_queues_from_the_previous_ones_end(tmp_path: Path) -> None:
+    """#30 item 5: job 12 was submitted (held by --dependency=afterany:11) while 11 ran; its queue
+    is what it waited after 11 ended, and there is no gap."""
+    early = {**JOBS, "12": SchedulerJob("12", "FAILED", T0 + 50, T0 + 104.5, T0 + 160, 120.0)}
+    account = account_run(_chain(tmp_path), jobs=_jobs(early), now=T0 + 1000)
+    first, held, _ = account.attempts
+    assert held.submit == first.end == T0 + 103 and held.seconds["queued"] == pytest.approx(1.5)
+    assert first.gap_s == 0.0
+    assert sum(held.seconds[c] for c in CATEGORIES) == pytest.approx(held.wall)

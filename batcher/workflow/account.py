@@ -18,7 +18,8 @@ its submission to its end:
     final_save  the stop's save and the status file
     drain       status file -> job end (exit, teardown)
 
-Between two attempts, ``gap`` is one's end to the next one's submission. The run's goodput is
+Between two attempts, ``gap`` is one's end to the next one's submission (a pre-submitted one,
+held by its dependency, counts as submitted at that end). The run's goodput is
 its kept training (``train``, lost work already taken out) over first submission -> last end.
 
 Sources: the status files and, for an attempt without one, its heartbeat
@@ -234,6 +235,8 @@ def account_run(
             last = i + 1 == len(pieces)
             running = job.state in ("RUNNING", "PENDING") if job else last and locked
             attempts.append(_unfinished(piece, job, resumed=resumed, running=running, now=now))
+    for i in range(1, len(attempts)):
+        attempts[i] = _held_until(attempts[i], attempts[i - 1].end)
     attempts = [
         _with_gap(a, attempts[i + 1].submit if i + 1 < len(attempts) else None)
         for i, a in enumerate(attempts)
@@ -252,6 +255,16 @@ def _start_step(piece: SegmentStatus | Heartbeat) -> int:
     if isinstance(piece, SegmentStatus):
         return piece.step - piece.steps_this_segment
     return piece.first_step
+
+
+def _held_until(a: Attempt, previous_end: float) -> Attempt:
+    """An attempt submitted before the previous one ended (a pre-submitted successor, held by its
+    dependency) counts as submitted when that one ended: its queue is what it waited after."""
+    if a.submit >= previous_end:
+        return a
+    submit = min(previous_end, a.start)
+    seconds = {**a.seconds, "queued": a.start - submit}
+    return Attempt(**{**asdict(a), "submit": submit, "seconds": seconds})
 
 
 def _with_gap(a: Attempt, next_submit: float | None) -> Attempt:

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_STOP_SIGNAL",
     "constraint",
     "job_minutes",
+    "presubmit_key",
     "save_every",
     "segment_command",
     "slurm_extra",
@@ -106,6 +107,21 @@ def slurm_extra(
     if shortest is not None:
         parts.append(f"--time-min={shortest}")
     return " ".join(parts)
+
+
+def presubmit_key(run_dir: str, settings: Mapping[str, Any], executor: str | None) -> str | None:
+    """The ``slurm-flat`` executor's ``presubmit_key`` resource: the chain a segment's job belongs
+    to (its run folder), when the workflow setting ``presubmit`` is on; else None. Refused where
+    nothing would act on it (an executor other than ``slurm-flat``)."""
+    value = settings.get("presubmit", False)
+    if str(value).lower() not in ("true", "yes", "on"):  # False, "false", "no", "off"
+        return None
+    if executor not in ("slurm-flat", "dryrun", None):
+        raise ConfigError(
+            f"presubmit: true needs executor slurm-flat (profiles/das5), which submits each segment's "
+            f"successor ahead; executor {executor!r} would ignore it. Remove presubmit or use slurm-flat"
+        )
+    return run_dir
 
 
 def constraint(exp: Experiment, settings: Mapping[str, Any]) -> str | None:

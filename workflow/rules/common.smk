@@ -130,6 +130,13 @@ def slurm_extra(wildcards, attempt):
     return _checked(launch.slurm_extra, exp, config, minutes, history)
 
 
+def segment_presubmit_key(wildcards):
+    """slurm-flat's presubmit_key resource: the run folder, when presubmit is on."""
+    executor = getattr(workflow.executor_plugin, "name", None)
+    run = run_dir(_experiment(wildcards).name)
+    return _checked(launch.presubmit_key, run, config, executor)
+
+
 def segment_constraint(wildcards):
     """The plugin's constraint resource (sbatch -C): the site's GPU constraint for GPU jobs."""
     return _checked(launch.constraint, _experiment(wildcards), config)
