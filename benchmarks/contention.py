@@ -15,6 +15,8 @@ batcher.ElasticSampler, 0.5 s a step) as a chain through ``profiles/das5``, poli
              them early in a shorter hole
   elastic    nodes: "1-2" and min_time: 1m; a segment also starts on one node when only one is
              free (it then trains at half the rate: the same work per rank and step)
+  presubmit  nodes: 2 and presubmit: true; each segment's successor queues while it runs
+  elastic_presubmit  the last two together
 
 Measured per configuration: time to done (first submission -> last job's end) and the chain's
 goodput, both from the time account (batcher.workflow.account), and the competitor's mean wait
@@ -54,6 +56,8 @@ CONFIGS: dict[str, dict[str, object]] = {
     "fixed": {"nodes": 2},
     "min_time": {"nodes": 2, "min_time": "1m"},
     "elastic": {"nodes": "1-2", "min_time": "1m"},
+    "presubmit": {"nodes": 2, "presubmit": True},
+    "elastic_presubmit": {"nodes": "1-2", "min_time": "1m", "presubmit": True},
 }
 
 
@@ -133,6 +137,7 @@ def run_chain(
             "--set-resources", f"segment:slurm_partition={PARTITION}", "segment:mem_mb=100",
             "--config", f"policy=fixed:{slot}", "stop_signal=URG@1",
             *([f"min_time={config['min_time']}"] if "min_time" in config else []),
+            *(["presubmit=true"] if config.get("presubmit") else []),
         ]  # fmt: skip
         t0 = time.time()
         generator = threading.Thread(target=_generate, args=(jobs, t0, stop, submitted), daemon=True)

@@ -67,6 +67,7 @@ def test_good_config_and_defaults() -> None:
         ),
         (GOOD + "    resources: {nodes: 0-2}\n", "with 1 <= MIN <= MAX"),
         (GOOD + "    resources: {nodes: two}\n", "experiments.a.resources.nodes: 'two' does not match"),
+        (GOOD + "presubmit: maybe\n", "presubmit: 'maybe' does not match"),
         ("experiments: {}\n", "experiments: {} should be non-empty"),
         ("experiments:\n  a: {length: 3}\n", "'script' is a required property"),
     ],

@@ -246,3 +246,30 @@ def test_an_elastic_width_is_refused_where_it_cannot_be_submitted() -> None:
         task_resources(exp, {"launcher": "srun"}, "slurm")
     with pytest.raises(ConfigError, match="asks for 1-2 nodes, but this profile runs on one machine"):
         task_resources(exp, {}, "local")
+
+
+@pytest.mark.parametrize("value", [True, "true", "yes", "on"])
+def test_presubmit_names_the_chain_for_slurm_flat(value: object) -> None:
+    """#30 item 5: the run folder is the chain whose successor a segment's job may take over."""
+    from batcher.workflow.launch import presubmit_key
+
+    assert presubmit_key("runs/e/r1", {"presubmit": value}, "slurm-flat") == "runs/e/r1"
+    assert presubmit_key("runs/e/r1", {"presubmit": value}, "dryrun") == "runs/e/r1"
+
+
+@pytest.mark.parametrize("value", [None, False, "false", "no", "off"])
+def test_presubmit_off_asks_for_nothing(value: object) -> None:
+    from batcher.workflow.launch import presubmit_key
+
+    settings = {} if value is None else {"presubmit": value}
+    assert presubmit_key("runs/e/r1", settings, "slurm") is None
+
+
+@pytest.mark.parametrize("executor", ["slurm", "local"])
+def test_presubmit_is_refused_where_nothing_would_act_on_it(executor: str) -> None:
+    from batcher.workflow.launch import presubmit_key
+
+    with pytest.raises(
+        ConfigError, match=f"presubmit: true needs executor slurm-flat.*executor '{executor}'"
+    ):
+        presubmit_key("runs/e/r1", {"presubmit": True}, executor)
