@@ -18,14 +18,15 @@ from batcher.run.layout import ResultsLayout
 from batcher.run.summary import read_summary
 
 
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+@pytest.mark.parametrize("mode", ["ddp", "fsdp", "ddp-elastic"])
 def test_two_ranks_segmented_equals_uninterrupted(tmp_path: Path, mode: str) -> None:
     """DDP (rank 0 writes one file) and FSDP (every rank writes its shards through
     torch.distributed.checkpoint into one committed folder) both resume bit for bit: after a
     SIGKILL of every rank as a periodic background save starts, and across deadline stops with
-    periodic saves in between."""
+    periodic saves in between; DDP with batcher.ElasticSampler too (on one world size)."""
     sleep = sleep_per_step(segments=3, budget_s=4.0, steps=160)  # 10 epochs of 16 steps per rank
-    args = ["--epochs", "10", "--step-sleep", str(sleep), *(["--fsdp"] if mode == "fsdp" else [])]
+    extra = {"ddp": [], "fsdp": ["--fsdp"], "ddp-elastic": ["--elastic"]}[mode]
+    args = ["--epochs", "10", "--step-sleep", str(sleep), *extra]
     whole = run_ranks(tmp_path / "whole", args)
     assert all(p.returncode == 0 for p in whole), [p.stderr[-2000:] for p in whole]
     # first a node failure: every rank SIGKILLed as step 14 begins, when the background save of
