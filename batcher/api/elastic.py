@@ -35,7 +35,9 @@ class ElasticSampler(Sampler[int]):
 
     Use it in place of ``torch.utils.data.DistributedSampler`` (same arguments, same order) with a
     ``DataLoader(batch_size=...)`` given to ``seg.iterate``, and call ``set_epoch(epoch)`` each
-    epoch. ``num_replicas``/``rank`` default to the process group's (1 and 0 without one).
+    epoch. ``num_replicas``/``rank`` default to the process group's (1 and 0 without one). It
+    has no state of its own to checkpoint: where an epoch resumes is the loop's
+    (``Position.samples``), which ``seg.iterate`` hands to :meth:`begin_at`.
     """
 
     def __init__(
@@ -102,12 +104,6 @@ class ElasticSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self._rest_size() // self.num_replicas
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "start": self.start}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.start = int(state["epoch"]), int(state["start"])
 
 
 @dataclass(frozen=True)
