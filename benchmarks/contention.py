@@ -26,7 +26,9 @@ one's. Results: benchmarks/results/contention2n_seed<N>.json (an earlier one-nod
 against min_time only: contention_seed<N>.json).
 
 Run: python benchmarks/contention.py [--seed 1] [--train-s 180] [--slot 3m] [--horizon-s 600]
-[--configs fixed,elastic] (each configuration takes at least the horizon plus the queue's drain)
+[--configs fixed,elastic] (each configuration takes at least the horizon plus the queue's drain;
+without fixed in --configs, the new ones join the seed's result file and are compared with its
+fixed run)
 """
 
 from __future__ import annotations
@@ -182,13 +184,27 @@ def main() -> None:
     p.add_argument("--slot", default="3m", help="the policy's fixed limit (default: %(default)s)")
     p.add_argument("--warmup-s", type=float, default=60.0, help="load before the chain starts")
     p.add_argument("--horizon-s", type=float, default=600.0, help="how long the other user submits jobs")
-    p.add_argument("--configs", default="fixed,elastic", help=f"of {', '.join(CONFIGS)}; fixed first")
+    p.add_argument(
+        "--configs", default="fixed,elastic",
+        help=f"of {', '.join(CONFIGS)}; without fixed, the seed's result file must hold it (same settings)",
+    )  # fmt: skip
     args = p.parse_args()
     names = args.configs.split(",")
-    if names[0] != "fixed" or not set(names) <= set(CONFIGS):
-        raise SystemExit(f"--configs: fixed first, then any of {', '.join(CONFIGS)}; got {args.configs!r}")
+    if not set(names) <= set(CONFIGS):
+        raise SystemExit(f"--configs: any of {', '.join(CONFIGS)}; got {args.configs!r}")
+    doc = {"seed": args.seed, "train_s": args.train_s, "slot": args.slot, "warmup_s": args.warmup_s,
+           "horizon_s": args.horizon_s, "samples": SAMPLES, "step_s": STEP_S}  # fmt: skip
+    out = OUT / f"contention2n_seed{args.seed}.json"
+    earlier = json.loads(out.read_text()) if out.exists() else {}
+    kept = [] if "fixed" in names else earlier.get("results", [])
+    if kept and any(earlier.get(k) != v for k, v in doc.items()):
+        raise SystemExit(f"{out} was measured with other settings; run fixed again (--configs fixed,...)")
+    if not any(r["config"] == "fixed" for r in kept) and "fixed" not in names:
+        raise SystemExit(f"no fixed configuration to compare with in {out}; add fixed to --configs")
     common = {"seed": args.seed, "train_s": args.train_s, "slot": args.slot, "warmup_s": args.warmup_s}
-    results = [run_chain(name, **common, horizon_s=args.horizon_s) for name in names]
+    new = [run_chain(name, **common, horizon_s=args.horizon_s) for name in names]
+    results = [r for r in kept if r["config"] not in names] + new
+    results.sort(key=lambda r: list(CONFIGS).index(r["config"]))
     fixed, fixed_wait = results[0]["time_to_done_s"], results[0]["competitor_mean_wait_s"]
     for r in results:
         r["speedup"] = fixed / r["time_to_done_s"]
@@ -201,9 +217,7 @@ def main() -> None:
             f"{r['competitor_jobs']} jobs ({r['competitor_wait_ratio']:.2f}x fixed)"
         )
     OUT.mkdir(exist_ok=True)
-    doc = {"seed": args.seed, "train_s": args.train_s, "slot": args.slot, "warmup_s": args.warmup_s,
-           "horizon_s": args.horizon_s, "samples": SAMPLES, "step_s": STEP_S, "results": results}  # fmt: skip
-    (OUT / f"contention2n_seed{args.seed}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    out.write_text(json.dumps({**doc, "results": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
