@@ -139,7 +139,7 @@ def run_chain(
             "--set-resources", f"segment:slurm_partition={PARTITION}", "segment:mem_mb=100",
             "--config", f"policy=fixed:{slot}", "stop_signal=URG@1",
             *([f"min_time={config['min_time']}"] if "min_time" in config else []),
-            *(["presubmit=true"] if config.get("presubmit") else []),
+            f"presubmit={'true' if config.get('presubmit') else 'false'}",  # profiles/das5: on
         ]  # fmt: skip
         t0 = time.time()
         generator = threading.Thread(target=_generate, args=(jobs, t0, stop, submitted), daemon=True)

@@ -161,6 +161,12 @@ class Executor(_SlurmExecutor):  # type: ignore[misc]
     def _successors(self) -> Successors:
         if getattr(self, "_chain_successors", None) is None:
             self._chain_successors = Successors(Path.cwd() / ".snakemake" / "slurm-flat" / "successors")
+            left = self._chain_successors.cancel_left_over()
+            if left:
+                self.logger.info(
+                    f"cancelled {len(left)} pre-submitted SLURM job(s) that an earlier run of this "
+                    f"workflow left behind: {', '.join(left)}"
+                )
         return self._chain_successors
 
     def _requests(self) -> dict[Any, str]:

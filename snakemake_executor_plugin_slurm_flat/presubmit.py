@@ -10,22 +10,29 @@ successor's ticket instead of submitting (lowering its time limit if the job nee
 needs more than the successor asked for is submitted anew), and tracks the successor as the job.
 
 A successor that no job takes over (the chain ended) exits after :data:`TICKET_WAIT_S` once it
-starts, and pending ones are cancelled when the workflow ends or is interrupted. What it costs:
+starts, and pending ones are cancelled when the workflow ends or is interrupted. Who has a started
+successor is settled by one atomic ``mkdir`` of its *claim*: the executor makes it before writing
+the ticket, the waiter before giving up, and whoever comes second yields (the executor then submits
+anew; the waiter waits for the ticket that is coming). Each pending successor is also recorded on
+disk (``after-<job>.json``) until it is taken or cancelled, so that a Snakemake that was killed
+leaves none behind: the next one on the same work directory cancels them first. What it costs:
 the seconds a started successor waits for its ticket (Snakemake's status check, then the DAG update;
 the time account shows them as ``launch``), and whole-node jobs held pending by a dependency.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["TICKET_WAIT_S", "Successor", "Successors", "limit_minutes", "waiter_script"]
+__all__ = ["TICKET_WAIT_S", "Successor", "Successors", "claim_of", "limit_minutes", "waiter_script"]
 
 #: how long a started successor waits for a job to take it over before it exits
 TICKET_WAIT_S = 120
@@ -47,13 +54,21 @@ class Successor:
 
 
 def waiter_script(ticket: Path, wait_s: int = TICKET_WAIT_S) -> str:
-    """The successor's batch script: run the ticket once it is written, or exit after ``wait_s``."""
-    t = shlex.quote(str(ticket))
-    tries = wait_s * 5
+    """The successor's batch script: run the ticket once it is written, or exit after ``wait_s``
+    unless a job claimed it meanwhile (then it waits as long again for the ticket)."""
+    t, claim = shlex.quote(str(ticket)), shlex.quote(str(claim_of(ticket)))
+    wait = f"for i in $(seq {wait_s * 5}); do [ -s {t} ] && exec bash {t}; sleep 0.2; done"
     return (
-        f"for i in $(seq {tries}); do [ -s {t} ] && exec bash {t}; sleep 0.2; done; "
-        f'echo "no job took this pre-submitted successor over in {wait_s}s"'
+        f"{wait}; "
+        f'mkdir {claim} 2>/dev/null && {{ echo "no job took this pre-submitted successor over in {wait_s}s"; exit 0; }}; '
+        f"{wait}; "
+        f'echo "a job claimed this pre-submitted successor but wrote no ticket in {wait_s}s" >&2; exit 1'
     )
+
+
+def claim_of(ticket: Path) -> Path:
+    """The folder whose creation gives a successor to the executor or to its own give-up."""
+    return ticket.with_suffix(".claim")
 
 
 def limit_minutes(text: str) -> int | None:
@@ -93,6 +108,7 @@ class Successors:
             return None
         successor = Successor(key, job_id, ticket, log, request)
         self._pending[key] = successor
+        _write_json(_record_of(successor.ticket), asdict(successor) | {"ticket": str(ticket), "log": str(log)})
         return successor
 
     def take(self, key: str, command: str, *, runtime_min: int | None) -> Successor | None:
@@ -110,17 +126,23 @@ class Successors:
         )
         state, _, limit = out.stdout.strip().partition("|")
         if out.returncode != 0 or state not in ("PENDING", "RUNNING"):
-            self._cancel([successor.job_id])
+            self._drop(successor)
             return None
         has = limit_minutes(limit)
         if runtime_min is not None and has is not None and has != runtime_min:
             if has < runtime_min or not self._set_limit(successor.job_id, runtime_min):
-                self._cancel([successor.job_id])
+                self._drop(successor)
                 return None
+        try:
+            claim_of(successor.ticket).mkdir()
+        except FileExistsError:  # it gave up waiting a moment ago: a fresh job instead
+            self._drop(successor)
+            return None
         tmp = successor.ticket.with_suffix(".tmp")
         tmp.write_text(command + "\n")
         os.replace(tmp, successor.ticket)  # whole, or not there: the waiter tests for a non-empty file
         self._tickets.append(successor.ticket)
+        _record_of(successor.ticket).unlink(missing_ok=True)
         return successor
 
     def _set_limit(self, job_id: str, minutes: int) -> bool:
@@ -133,12 +155,33 @@ class Successors:
     def cancel_all(self) -> None:
         """Cancel every successor no job took over and remove the tickets (the workflow ends or is
         interrupted: its jobs are over, or being cancelled)."""
-        ids = [s.job_id for s in self._pending.values()]
+        for successor in self._pending.values():
+            _record_of(successor.ticket).unlink(missing_ok=True)
+        self._cancel([s.job_id for s in self._pending.values()])
         self._pending.clear()
-        self._cancel(ids)
         for ticket in self._tickets:
             ticket.unlink(missing_ok=True)
+            shutil.rmtree(claim_of(ticket), ignore_errors=True)
         self._tickets.clear()
+
+    def cancel_left_over(self) -> list[str]:
+        """Cancel the successors that an earlier Snakemake on this folder submitted and never
+        took over or cancelled (it was killed); return their job ids. Call before submitting any."""
+        ids = []
+        for record in sorted(self.folder.glob("after-*.json")):
+            try:
+                job_id = str(json.loads(record.read_text())["job_id"])
+            except (OSError, ValueError, KeyError, TypeError):
+                job_id = ""
+            if job_id.isdigit() and job_id not in {s.job_id for s in self._pending.values()}:
+                ids.append(job_id)
+            record.unlink(missing_ok=True)
+        self._cancel(ids)
+        return ids
+
+    def _drop(self, successor: Successor) -> None:
+        self._cancel([successor.job_id])
+        _record_of(successor.ticket).unlink(missing_ok=True)
 
     def _cancel(self, ids: list[str]) -> None:
         if ids:
@@ -152,3 +195,13 @@ class Successors:
 def without_output(request: str) -> str:
     """The Slurm plugin's sbatch request with its ``--output`` left out (a successor logs apart)."""
     return re.sub(r" --output (?:'[^']*'|\S+)", "", request)
+
+
+def _record_of(ticket: Path) -> Path:
+    return ticket.with_suffix(".json")
+
+
+def _write_json(path: Path, value: object) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)

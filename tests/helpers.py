@@ -165,9 +165,14 @@ def workflow_copy(workdir: Path, experiments: dict[str, Any]) -> Path:
 _ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED")
 
 
-def slurm_jobs(workdir: Path, columns: dict[str, str], timeout_s: float = 60) -> list[dict[str, str]]:
+def slurm_jobs(
+    workdir: Path, columns: dict[str, str], timeout_s: float = 60, *, untaken: bool = False
+) -> list[dict[str, str]]:
     """The Slurm jobs submitted from ``workdir`` (oldest first; ``columns`` maps each row's keys to
-    sacct fields), once accounting holds all of them as ended and stops changing.
+    sacct fields), once accounting holds all of them as ended and stops changing. Pre-submitted
+    successors that no segment took over (cancelled when the workflow ended, profiles/das5's
+    presubmit) are left out unless ``untaken``: a job is one of those when it was cancelled and no
+    status or heartbeat file of the workflow's runs names it as its attempt.
 
     Jobs are told apart by their work directory, not by ids after a mark: slurmdbd records jobs
     asynchronously, so a job that an earlier test submitted and cancelled seconds before can appear
@@ -180,7 +185,7 @@ def slurm_jobs(workdir: Path, columns: dict[str, str], timeout_s: float = 60) ->
         "-S",
         "now-2hours",
         "-o",
-        ",".join(["WorkDir", "State", *columns.values()]),
+        ",".join(["WorkDir", "State", "JobID", *columns.values()]),
     ]
     deadline, previous = time.monotonic() + timeout_s, None
     while True:
@@ -189,11 +194,21 @@ def slurm_jobs(workdir: Path, columns: dict[str, str], timeout_s: float = 60) ->
         mine = [row[1:] for row in rows if row[0] == str(workdir.resolve())]
         settled = all(state.startswith(_ENDED) for state, *_ in mine)
         if settled and mine == previous:
-            return [dict(zip(columns, row[1:], strict=True)) for row in mine]
+            ran = _attempts(workdir)
+            kept = [row for row in mine if untaken or not row[0].startswith("CANCELLED") or row[1] in ran]
+            return [dict(zip(columns, row[2:], strict=True)) for row in kept]
         if time.monotonic() > deadline:
             raise AssertionError(f"Slurm accounting for {workdir} never settled: {mine}")
         previous = mine if settled else None
         time.sleep(1)
+
+
+def _attempts(workdir: Path) -> set[str]:
+    """The Slurm jobs that ran a segment of ``workdir``'s runs (their status and heartbeat files)."""
+    ran = {p.stem.rpartition("-")[2] for p in (workdir / "runs").glob("*/*/heartbeat/seg-*.json")}
+    for status in (workdir / "runs").glob("*/*/status/seg-*.json"):
+        ran.add(str(json.loads(status.read_text()).get("attempt")))
+    return ran
 
 
 def checkpoint_state(v: float) -> dict[str, Any]:

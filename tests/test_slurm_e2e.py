@@ -108,6 +108,24 @@ def _statuses(workdir: Path, exp: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((workdir / "runs" / exp).glob("*/status/seg-*.json"))]
 
 
+def _chain_story(workdir: Path, statuses: list[dict], jobs: list[dict[str, str]]) -> str:
+    """What a chain did, for a failure message: each segment's status, each Slurm job (requeues
+    included) and Snakemake's error lines."""
+    seg = [
+        {k: s.get(k) for k in ("segment", "status", "stop_reason", "step", "attempt", "ended", "deadline",
+                               "deadline_source")}
+        for s in statuses
+    ]  # fmt: skip
+    every = _sh("sacct", "-n", "-X", "-D", "-P", "-S", "now-2hours", "-o", "JobID,State,Start,End,WorkDir")
+    mine = [line for line in every.splitlines() if line.endswith(str(workdir.resolve()))]
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    errors = [
+        line for log in logs for line in log.read_text().splitlines()
+        if any(w in line for w in ("Error", "error", "failed", "Trying to restart", "Job "))
+    ]  # fmt: skip
+    return f"statuses: {seg}\njobs: {jobs}\nsacct -D: {mine}\nsnakemake: {errors[-40:]}"
+
+
 def _uninterrupted(tmp_path: Path, epochs: int) -> tuple[dict, list[float]]:
     done = run_segment(TRAIN_FULL, ["--epochs", str(epochs)], tmp_path / "whole")
     assert done.returncode == 0, done.stderr
@@ -132,14 +150,18 @@ def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: P
     out = _run_workflow(workdir, "policy=fixed:60s", "margin_s=5", "stop_signal=URG@1", options=keep_logs)
     assert out.returncode == 0, out.stderr[-4000:]
     statuses = _statuses(workdir, "a")
-    assert len(statuses) >= 3
     jobs = slurm_jobs(workdir, {"id": "JobID", "state": "State", "limit": "Timelimit"})
-    assert len(jobs) >= 3 and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
+    story = _chain_story(workdir, statuses, jobs)
+    assert len(statuses) >= 3, story
+    assert len(jobs) >= 3 and {j["state"] for j in jobs} == {"COMPLETED"}, story
     assert all(j["limit"] == "00:01:00" for j in jobs)
-    for job in jobs:
+    successors = workdir / ".snakemake" / "slurm-flat" / "successors"
+    for before, job in zip([None, *jobs], jobs, strict=False):
         # slurm-flat: the job runs the rule's command itself, no Snakemake in it (#31), and the
-        # training is the job step that the stop signal reaches
-        (log,) = (workdir / ".snakemake" / "slurm_logs").rglob(f"{job['id']}.log")
+        # training is the job step that the stop signal reaches. profiles/das5 pre-submits: each
+        # job after the first is the successor of the one before, which logs apart
+        logs = [*(workdir / ".snakemake" / "slurm_logs").rglob(f"{job['id']}.log")]
+        (log,) = logs or [successors / f"after-{before['id']}.log"]  # type: ignore[index]
         assert "Building DAG of jobs" not in log.read_text(), log.read_text()[-3000:]
         steps = _sh("sacct", "-n", "-P", "-j", job["id"], "-o", "JobID,JobName").split()
         assert f"{job['id']}.0|python" in steps, steps
@@ -347,14 +369,14 @@ def test_a_pre_submitted_successor_queues_while_its_segment_runs_and_is_taken_ov
     sleep = sleep_per_step(segments=3, budget_s=45, steps=64)  # 4 epochs of 16 steps in 45 s jobs
     exp = {"p": {"script": "scripts/train_full.py", "args": {"step-sleep": sleep}, "length": 4}}
     workdir = workflow_copy(tmp_path / "wf", exp)
-    out = _run_workflow(workdir, "policy=fixed:45s", "margin_s=5", "stop_signal=URG@1", "presubmit=true")
+    out = _run_workflow(workdir, "policy=fixed:45s", "margin_s=5", "stop_signal=URG@1")  # das5: presubmit
     assert out.returncode == 0, out.stderr[-4000:]
     assert "takes over the pre-submitted SLURM job" in out.stderr
     statuses = _statuses(workdir, "p")
     assert len(statuses) >= 3 and statuses[-1]["status"] == "done"
     ran = [s["attempt"] for s in statuses]
     cols = {"id": "JobID", "state": "State", "submit": "Submit", "start": "Start", "end": "End"}
-    jobs = {j["id"]: j for j in slurm_jobs(workdir, cols)}
+    jobs = {j["id"]: j for j in slurm_jobs(workdir, cols, untaken=True)}
     assert all(jobs[a]["state"] == "COMPLETED" for a in ran), jobs
     for before, after in itertools.pairwise(ran):
         assert jobs[after]["submit"] < jobs[before]["end"], (jobs[before], jobs[after])  # ISO times

@@ -227,6 +227,45 @@ def test_a_successor_runs_its_ticket_once_written_and_else_gives_up(tmp_path: Pa
     assert time.monotonic() - t0 < 15
 
 
+def test_a_successor_claimed_as_its_wait_ends_waits_for_the_ticket_that_is_coming(tmp_path: Path) -> None:
+    """The executor claims a started successor just before it would give up: the waiter yields to
+    the claim and runs the ticket written after its own wait ended; and a waiter that gave up
+    first makes the executor's claim fail, so the job is submitted anew instead."""
+    from snakemake_executor_plugin_slurm_flat.presubmit import Successors, claim_of, waiter_script
+
+    ticket = tmp_path / "after-7.sh"
+    claim_of(ticket).mkdir()  # the executor's claim
+    waiter = subprocess.Popen(["bash", "-c", waiter_script(ticket, wait_s=1)], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # past the waiter's own wait
+    (tmp_path / "t.tmp").write_text(f"echo late > {tmp_path / 'out'}\n")
+    (tmp_path / "t.tmp").rename(ticket)
+    assert waiter.wait(timeout=30) == 0 and (tmp_path / "out").read_text() == "late\n"
+
+    slurm = _Slurm(state="RUNNING")
+    successors = Successors(tmp_path / "s", run=slurm)
+    made = successors.submit("k", after="900", request="sbatch")
+    assert made is not None
+    gave_up = subprocess.run(["bash", "-c", waiter_script(made.ticket, wait_s=0)], capture_output=True, text=True)
+    assert "no job took this pre-submitted successor over" in gave_up.stdout
+    assert successors.take("k", "echo next", runtime_min=None) is None  # too late: a fresh job
+    assert slurm.calls[-1] == ["scancel", "901"] and not made.ticket.exists()
+
+
+def test_a_killed_snakemakes_successors_are_cancelled_by_the_next_one(tmp_path: Path) -> None:
+    """Each pending successor is recorded until taken or cancelled; a Snakemake that finds records
+    left by an earlier one (killed: it cancelled nothing) cancels those jobs before submitting."""
+    from snakemake_executor_plugin_slurm_flat.presubmit import Successors
+
+    slurm = _Slurm()
+    first = Successors(tmp_path, run=slurm)
+    first.submit("a", after="900", request="sbatch")  # 901, taken below: runs its segment
+    first.submit("b", after="800", request="sbatch")  # 902, left pending when Snakemake is killed
+    assert first.take("a", "echo next", runtime_min=None) is not None
+    again = Successors(tmp_path, run=slurm)
+    assert again.cancel_left_over() == ["902"] and slurm.calls[-1] == ["scancel", "902"]
+    assert again.cancel_left_over() == [] and not list(tmp_path.glob("*.json"))
+
+
 @pytest.mark.parametrize(
     ("text", "minutes"),
     [("3:00", 3), ("15:00", 15), ("1:00:00", 60), ("1-00:00:00", 1440), ("2:30", 3), ("UNLIMITED", None)],
