@@ -233,6 +233,8 @@ def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
     subprocess.run([*argv, "--unlock"], cwd=workdir, env=python_env(), check=True, capture_output=True)
     out = subprocess.run(argv, cwd=workdir, env=python_env(), capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
+    # profiles/das5 pre-submits: the killed head's last successor is cancelled by the new one
+    assert "cancelled 1 pre-submitted SLURM job(s) that an earlier run" in out.stderr, out.stderr[-4000:]
     assert seg0.read_text() == seg0_text, "a finished segment ran again"
     statuses = _statuses(workdir, "a")
     assert len(statuses) >= 3 and statuses[-1]["segment"] >= 2, "the restart did not continue the chain"
