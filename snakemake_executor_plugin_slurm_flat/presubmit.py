@@ -108,7 +108,9 @@ class Successors:
             return None
         successor = Successor(key, job_id, ticket, log, request)
         self._pending[key] = successor
-        _write_json(_record_of(successor.ticket), asdict(successor) | {"ticket": str(ticket), "log": str(log)})
+        _write_json(
+            _record_of(successor.ticket), asdict(successor) | {"ticket": str(ticket), "log": str(log)}
+        )
         return successor
 
     def take(self, key: str, command: str, *, runtime_min: int | None) -> Successor | None:

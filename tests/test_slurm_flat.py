@@ -235,7 +235,9 @@ def test_a_successor_claimed_as_its_wait_ends_waits_for_the_ticket_that_is_comin
 
     ticket = tmp_path / "after-7.sh"
     claim_of(ticket).mkdir()  # the executor's claim
-    waiter = subprocess.Popen(["bash", "-c", waiter_script(ticket, wait_s=1)], stdout=subprocess.PIPE, text=True)
+    waiter = subprocess.Popen(
+        ["bash", "-c", waiter_script(ticket, wait_s=1)], stdout=subprocess.PIPE, text=True
+    )
     time.sleep(1.5)  # past the waiter's own wait
     (tmp_path / "t.tmp").write_text(f"echo late > {tmp_path / 'out'}\n")
     (tmp_path / "t.tmp").rename(ticket)
@@ -245,7 +247,9 @@ def test_a_successor_claimed_as_its_wait_ends_waits_for_the_ticket_that_is_comin
     successors = Successors(tmp_path / "s", run=slurm)
     made = successors.submit("k", after="900", request="sbatch")
     assert made is not None
-    gave_up = subprocess.run(["bash", "-c", waiter_script(made.ticket, wait_s=0)], capture_output=True, text=True)
+    gave_up = subprocess.run(
+        ["bash", "-c", waiter_script(made.ticket, wait_s=0)], capture_output=True, text=True
+    )
     assert "no job took this pre-submitted successor over" in gave_up.stdout
     assert successors.take("k", "echo next", runtime_min=None) is None  # too late: a fresh job
     assert slurm.calls[-1] == ["scancel", "901"] and not made.ticket.exists()
