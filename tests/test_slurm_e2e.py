@@ -158,8 +158,8 @@ def test_chain_completes_through_slurm_jobs_and_equals_uninterrupted(tmp_path: P
     successors = workdir / ".snakemake" / "slurm-flat" / "successors"
     for before, job in zip([None, *jobs], jobs, strict=False):
         # slurm-flat: the job runs the rule's command itself, no Snakemake in it (#31), and the
-        # training is the job step that the stop signal reaches. With presubmit, each job after
-        # the first is the successor of the one before, which logs apart
+        # training is the job step that the stop signal reaches. profiles/das5 pre-submits: each
+        # job after the first is the successor of the one before, which logs apart
         logs = [*(workdir / ".snakemake" / "slurm_logs").rglob(f"{job['id']}.log")]
         (log,) = logs or [successors / f"after-{before['id']}.log"]  # type: ignore[index]
         assert "Building DAG of jobs" not in log.read_text(), log.read_text()[-3000:]
@@ -214,8 +214,10 @@ def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
         _kill_training(workdir)
         (job1b,) = _wait("the retry", lambda: [j for j in _running_jobs() if j not in (job0, job1)])  # type: ignore[misc]
         assert _sacct([job1])[0]["state"] == "FAILED", _sacct([job1])
+        # with presubmit, job1b is job1's successor: it starts as job1 ends and waits for the retry
+        _wait("the retry to start in it", lambda: [*(workdir / "runs" / "a").glob(f"*/heartbeat/seg-0001-{job1b}.json")])
         _wait(
-            "the retry to resume",
+            "the retry to resume",  # its log replaces the killed attempt's
             lambda: (
                 "resumed from checkpoint"
                 in next((workdir / "runs" / "a").glob("*/logs/seg-0001.log")).read_text()
@@ -233,6 +235,8 @@ def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
     subprocess.run([*argv, "--unlock"], cwd=workdir, env=python_env(), check=True, capture_output=True)
     out = subprocess.run(argv, cwd=workdir, env=python_env(), capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
+    # profiles/das5 pre-submits: the killed head's last successor is cancelled by the new one
+    assert "cancelled 1 pre-submitted SLURM job(s) that an earlier run" in out.stderr, out.stderr[-4000:]
     assert seg0.read_text() == seg0_text, "a finished segment ran again"
     statuses = _statuses(workdir, "a")
     assert len(statuses) >= 3 and statuses[-1]["segment"] >= 2, "the restart did not continue the chain"
@@ -266,7 +270,9 @@ def _assert_the_time_account(workdir: Path, blocker: str, job0: str, job1: str) 
     for a in account.attempts:
         # the categories sum to the job's time as Slurm accounts it (whole seconds)
         job = accounting[a.attempt]
-        sacct_wall = job.end - job.submit  # type: ignore[operator]
+        # a pre-submitted job's queue counts from the previous job's end, not from its submission
+        assert a.submit >= job.submit - 1.0, (a, job)  # type: ignore[operator]
+        sacct_wall = job.end - max(job.submit, a.submit)  # type: ignore[operator,type-var]
         assert sum(a.seconds.values()) == pytest.approx(a.wall, rel=1e-9)
         assert abs(a.wall - sacct_wall) <= max(0.005 * sacct_wall, 1.0), (a, job)
         assert min(a.seconds.values()) >= 0, a
@@ -369,7 +375,7 @@ def test_a_pre_submitted_successor_queues_while_its_segment_runs_and_is_taken_ov
     sleep = sleep_per_step(segments=3, budget_s=45, steps=64)  # 4 epochs of 16 steps in 45 s jobs
     exp = {"p": {"script": "scripts/train_full.py", "args": {"step-sleep": sleep}, "length": 4}}
     workdir = workflow_copy(tmp_path / "wf", exp)
-    out = _run_workflow(workdir, "policy=fixed:45s", "margin_s=5", "stop_signal=URG@1", "presubmit=true")
+    out = _run_workflow(workdir, "policy=fixed:45s", "margin_s=5", "stop_signal=URG@1")  # das5: presubmit
     assert out.returncode == 0, out.stderr[-4000:]
     assert "takes over the pre-submitted SLURM job" in out.stderr
     statuses = _statuses(workdir, "p")

@@ -119,8 +119,8 @@ def presubmit_key(run_dir: str, settings: Mapping[str, Any], executor: str | Non
     if executor not in ("slurm-flat", "dryrun", None):
         raise ConfigError(
             f"presubmit: true needs executor slurm-flat (profiles/das5), which submits each segment's "
-            f"successor ahead; executor {executor!r} would ignore it. Use slurm-flat, or leave presubmit "
-            "off (--config presubmit=false)"
+            f"successor ahead; executor {executor!r} would ignore it. Use slurm-flat, or set it off "
+            "(--config presubmit=false; profiles/das5 turns it on)"
         )
     return run_dir
 
