@@ -215,7 +215,10 @@ def test_signal_kill_and_head_node_restart(tmp_path: Path) -> None:
         (job1b,) = _wait("the retry", lambda: [j for j in _running_jobs() if j not in (job0, job1)])  # type: ignore[misc]
         assert _sacct([job1])[0]["state"] == "FAILED", _sacct([job1])
         # with presubmit, job1b is job1's successor: it starts as job1 ends and waits for the retry
-        _wait("the retry to start in it", lambda: [*(workdir / "runs" / "a").glob(f"*/heartbeat/seg-0001-{job1b}.json")])
+        _wait(
+            "the retry to start in it",
+            lambda: [*(workdir / "runs" / "a").glob(f"*/heartbeat/seg-0001-{job1b}.json")],
+        )
         _wait(
             "the retry to resume",  # its log replaces the killed attempt's
             lambda: (
