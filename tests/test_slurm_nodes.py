@@ -247,7 +247,7 @@ def test_an_elastic_width_runs_each_segment_on_the_nodes_it_got_and_trains_each_
     assert first.returncode == 0, first.stderr[-4000:]
     blocker = _sh(
         "sbatch", "--parsable", "-p", "pair", "-w", "tb2", "--exclusive", "--mem=100", "-J", "other-user",
-        "-t", "5", "--wrap", "sleep 300",
+        "-t", "5", "-o", "/dev/null", "--wrap", "sleep 300",
     ).strip()  # fmt: skip
     try:
         second = _run(workdir, options=(status.format(1),))
