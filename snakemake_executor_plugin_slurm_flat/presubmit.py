@@ -29,7 +29,7 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["TICKET_WAIT_S", "Successor", "Successors", "claim_of", "limit_minutes", "waiter_script"]
@@ -108,9 +108,7 @@ class Successors:
             return None
         successor = Successor(key, job_id, ticket, log, request)
         self._pending[key] = successor
-        _write_json(
-            _record_of(successor.ticket), asdict(successor) | {"ticket": str(ticket), "log": str(log)}
-        )
+        _write_whole(_record_of(ticket), json.dumps({"key": key, "job_id": job_id}))
         return successor
 
     def take(self, key: str, command: str, *, runtime_min: int | None) -> Successor | None:
@@ -140,9 +138,7 @@ class Successors:
         except FileExistsError:  # it gave up waiting a moment ago: a fresh job instead
             self._drop(successor)
             return None
-        tmp = successor.ticket.with_suffix(".tmp")
-        tmp.write_text(command + "\n")
-        os.replace(tmp, successor.ticket)  # whole, or not there: the waiter tests for a non-empty file
+        _write_whole(successor.ticket, command + "\n")  # the waiter tests for a non-empty file
         self._tickets.append(successor.ticket)
         _record_of(successor.ticket).unlink(missing_ok=True)
         return successor
@@ -203,7 +199,8 @@ def _record_of(ticket: Path) -> Path:
     return ticket.with_suffix(".json")
 
 
-def _write_json(path: Path, value: object) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(value))
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole, or not at all (renamed into place)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
