@@ -13,10 +13,14 @@ batcher.ElasticSampler, 0.5 s a step) as a chain through ``profiles/das5``, poli
   fixed      nodes: 2; every segment asks for the policy's whole limit
   min_time   nodes: 2; segments also give ``--time-min`` (min_time: 1m), so backfill may start
              them early in a shorter hole
-  elastic    nodes: "1-2" and min_time: 1m; a segment also starts on one node when only one is
-             free (it then trains at half the rate: the same work per rank and step)
+  elastic    nodes: "1-2", min_time: 1m and narrow_after: 0s; a segment also starts on one node
+             at once when only one is free (it then trains at half the rate: the same work per
+             rank and step)
   presubmit  nodes: 2 and presubmit: true; each segment's successor queues while it runs
   elastic_presubmit  the last two together
+  elastic_auto  as elastic, with narrow_after: auto (the default): a segment waits for both nodes
+             as long as starting on one would cost (batcher.workflow.width), then takes one
+  elastic_auto_presubmit  elastic_auto and presubmit together
 
 Measured per configuration: time to done (first submission -> last job's end) and the chain's
 goodput, both from the time account (batcher.workflow.account), and the competitor's mean wait
@@ -57,9 +61,11 @@ SAMPLES = 800  # train_ddp.py --samples: 50 steps an epoch on 2 ranks (8 samples
 CONFIGS: dict[str, dict[str, object]] = {
     "fixed": {"nodes": 2},
     "min_time": {"nodes": 2, "min_time": "1m"},
-    "elastic": {"nodes": "1-2", "min_time": "1m"},
+    "elastic": {"nodes": "1-2", "min_time": "1m", "narrow_after": "0s"},
     "presubmit": {"nodes": 2, "presubmit": True},
-    "elastic_presubmit": {"nodes": "1-2", "min_time": "1m", "presubmit": True},
+    "elastic_presubmit": {"nodes": "1-2", "min_time": "1m", "narrow_after": "0s", "presubmit": True},
+    "elastic_auto": {"nodes": "1-2", "min_time": "1m", "narrow_after": "auto"},
+    "elastic_auto_presubmit": {"nodes": "1-2", "min_time": "1m", "narrow_after": "auto", "presubmit": True},
 }
 
 
@@ -139,6 +145,7 @@ def run_chain(
             "--set-resources", f"segment:slurm_partition={PARTITION}", "segment:mem_mb=100",
             "--config", f"policy=fixed:{slot}", "stop_signal=URG@1",
             *([f"min_time={config['min_time']}"] if "min_time" in config else []),
+            *([f"narrow_after={config['narrow_after']}"] if "narrow_after" in config else []),
             f"presubmit={'true' if config.get('presubmit') else 'false'}",  # profiles/das5: on
         ]  # fmt: skip
         t0 = time.time()
@@ -211,7 +218,7 @@ def main() -> None:
         wait = r["competitor_mean_wait_s"]
         r["competitor_wait_ratio"] = wait / fixed_wait if fixed_wait else None
         print(
-            f"{r['config']:>9}: done in {r['time_to_done_s']:.0f}s ({r['attempts']} jobs on "
+            f"{r['config']:>22}: done in {r['time_to_done_s']:.0f}s ({r['attempts']} jobs on "
             f"{r['nodes_per_job']} nodes, queued {r['queued_s']:.0f}s), goodput {r['goodput']:.3f}, "
             f"speedup {r['speedup']:.2f}x, competitor mean wait {wait:.0f}s over "
             f"{r['competitor_jobs']} jobs ({r['competitor_wait_ratio']:.2f}x fixed)"

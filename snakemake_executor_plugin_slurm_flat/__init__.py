@@ -27,7 +27,9 @@ refused too): a job with the resource ``node_range`` (``"1-2"``) is submitted wi
 ``--nodes=1-2 --exclusive`` in place of the plugin's ``--ntasks`` (:func:`with_node_range`). Slurm
 (select/cons_tres) then gives it as many whole nodes of the range as are free when it starts, and
 starts it on fewer rather than wait. (With a task count, or tasks per node, it gives the fewest
-nodes those fit on, or waits for all of them; the job's step lays out its ranks itself.)
+nodes those fit on, or waits for all of them; the job's step lays out its ranks itself.) With the
+resource ``narrow_after_s`` as well, the job asks for the range's largest count first and gets the
+range once it has waited that long (:mod:`.narrowing`).
 
 A fourth change pre-submits the next job of a chain (jobs with the same ``presubmit_key``
 resource): a successor held by ``--dependency=afterany:<job>`` queues while the job runs, and the
@@ -59,6 +61,7 @@ from snakemake_executor_plugin_slurm import ExecutorSettings, common_settings
 from snakemake_executor_plugin_slurm.utils import set_gres_string
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
+from snakemake_executor_plugin_slurm_flat.narrowing import Narrowing, full_width
 from snakemake_executor_plugin_slurm_flat.presubmit import Successors, without_output
 
 __all__ = ["Executor", "ExecutorSettings", "common_settings", "direct_command", "for_wrap", "with_node_range"]
@@ -71,7 +74,14 @@ class Executor(_SlurmExecutor):  # type: ignore[misc]
     """The Slurm executor with a flat status-check interval."""
 
     async def sleep(self) -> None:
-        """Wait until the next status check: the flat interval, however long no job finished."""
+        """Wait until the next status check: the flat interval, however long no job finished.
+        Jobs of a node range that waited long enough for their full width may then start narrower
+        (:mod:`.narrowing`)."""
+        for n in self._narrowing().narrow_due():
+            self.logger.info(
+                f"SLURM job {n.job_id} waited {n.waited_s:.0f}s for its full width; it may now start on "
+                f"{n.span} nodes (narrow_after)"
+            )
         await asyncio.sleep(self.flat_interval())
 
     def format_job_exec(self, job: Any) -> str:
@@ -106,6 +116,8 @@ class Executor(_SlurmExecutor):  # type: ignore[misc]
             return None
         span = job.resources.get("node_range")
         build = _upstream.get_submit_command
+        if span and _narrow_after(job):  # the full width first (:mod:`.narrowing`)
+            span = full_width(str(span))
 
         def submit_command(*args: Any, **kwargs: Any) -> str:
             call = build(*args, **kwargs)
@@ -141,6 +153,9 @@ class Executor(_SlurmExecutor):  # type: ignore[misc]
     def report_job_submission(self, job_info: Any, register_job: bool = True) -> None:
         """Snakemake learns of a submitted job; a job of a chain then gets its successor."""
         super().report_job_submission(job_info, register_job=register_job)
+        span, after = job_info.job.resources.get("node_range"), _narrow_after(job_info.job)
+        if span and after and job_info.external_jobid:
+            self._narrowing().watch(str(job_info.external_jobid), str(span), after)
         request = self._requests().pop(job_info.job.jobid, None)
         key = job_info.job.resources.get("presubmit_key")
         if request and key and job_info.external_jobid:
@@ -169,6 +184,11 @@ class Executor(_SlurmExecutor):  # type: ignore[misc]
                 )
         return self._chain_successors
 
+    def _narrowing(self) -> Narrowing:
+        if getattr(self, "_chain_narrowing", None) is None:
+            self._chain_narrowing = Narrowing()
+        return self._chain_narrowing
+
     def _requests(self) -> dict[Any, str]:
         """Each job's sbatch request (by Snakemake job id), until its successor is submitted."""
         if getattr(self, "_chain_requests", None) is None:
@@ -184,6 +204,12 @@ class Executor(_SlurmExecutor):  # type: ignore[misc]
         """``--slurm-flat-init-seconds-before-status-checks``, else 2 s."""
         value = getattr(self.workflow.executor_settings, "init_seconds_before_status_checks", None)
         return float(value or DEFAULT_INTERVAL_S)
+
+
+def _narrow_after(job: Any) -> float:
+    """The job's ``narrow_after_s`` resource: seconds it waits for its full width (0: none)."""
+    value = job.resources.get("narrow_after_s")
+    return float(value) if value else 0.0
 
 
 def direct_command(job: Any, workflow: Any, *, array_rules: set[str]) -> str | None:

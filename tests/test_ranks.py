@@ -133,9 +133,12 @@ def test_run_of_two_ranks_continues_on_one(tmp_path: Path) -> None:
     args = ["--epochs", "6", "--step-sleep", str(sleep_per_step(segments=2, budget_s=4.0, steps=96))]
     first = run_ranks(tmp_path / "run", args, budget_s=4.0)
     assert [p.returncode for p in first] == [0, 0], [p.stderr[-2000:] for p in first]
-    assert json.loads((tmp_path / "run" / "status" / "seg-0000.json").read_text())["status"] == "unfinished"
+    first_status = json.loads((tmp_path / "run" / "status" / "seg-0000.json").read_text())
+    assert first_status["status"] == "unfinished" and first_status["world_size"] == 2
     (alone,) = run_ranks(tmp_path / "run", args, world=1)
     assert alone.returncode == 0, alone.stderr[-2000:]
+    # the workflow scales each segment's training by the ranks it had (batcher.workflow.width)
+    assert json.loads(max((tmp_path / "run" / "status").glob("seg-*.json")).read_text())["world_size"] == 1
     assert "saved by 2 process(es) and resumes on 1" in alone.stderr
     final = batcher.load_checkpoint(tmp_path / "run")
     assert final["done"] and final["epoch"] == 6

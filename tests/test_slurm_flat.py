@@ -44,9 +44,18 @@ def test_sleep_waits_the_flat_interval_however_long_the_grown_one_is() -> None:
         next_seconds_between_status_checks=180,  # what the stock plugin would wait now
     )
     fake.flat_interval = lambda: Executor.flat_interval(fake)  # type: ignore[arg-type]
+    from snakemake_executor_plugin_slurm_flat.narrowing import Narrowing
+
+    narrowing, said = Narrowing(run=_Slurm(), clock=lambda: 0.0), []
+    narrowing.watch("901", "1-2", 0)
+    fake._narrowing, fake.logger = lambda: narrowing, SimpleNamespace(info=said.append)
     t0 = time.monotonic()
     asyncio.run(asyncio.wait_for(Executor.sleep(fake), timeout=10))  # type: ignore[arg-type]
     assert time.monotonic() - t0 < 5
+    # between status checks, jobs that waited long enough for their full width are let narrower
+    assert said == [
+        "SLURM job 901 waited 0s for its full width; it may now start on 1-2 nodes (narrow_after)"
+    ]
     unset = SimpleNamespace(workflow=SimpleNamespace(executor_settings=SimpleNamespace()))
     assert Executor.flat_interval(unset) == 2.0  # type: ignore[arg-type]
 
@@ -389,3 +398,61 @@ def test_run_job_takes_the_chains_successor_over_and_presubmits_the_next(
     monkeypatch.setattr(SlurmExecutor, "cancel_jobs", lambda self, active: None)
     executor.cancel_jobs([])  # interrupted: the successor no job will take over goes too
     assert slurm.calls[-1] == ["scancel", "902"] and not executor._successors().pending
+
+
+def test_a_watched_job_gets_its_range_once_it_waited_and_only_while_pending() -> None:
+    """#30: a job of a node range waits ``narrow_after_s`` for its full width; then one
+    ``scontrol update NumNodes=MIN-MAX`` (Slurm refuses it for a job that started: that job is
+    forgotten, not narrowed)."""
+    from snakemake_executor_plugin_slurm_flat.narrowing import Narrowed, Narrowing, full_width
+
+    assert full_width("1-2") == "2-2" and full_width("2-8") == "8-8"
+    now = [100.0]
+    slurm = _Slurm()
+    narrowing = Narrowing(run=slurm, clock=lambda: now[0])
+    narrowing.watch("901", "1-2", 90)
+    narrowing.watch("902", "1-2", 30)
+    now[0] = 129.0
+    assert narrowing.narrow_due() == [] and slurm.calls == []
+    now[0] = 131.0
+    assert narrowing.narrow_due() == [Narrowed("902", "1-2", 31.0)]
+    assert slurm.calls == [["scontrol", "update", "JobId=902", "NumNodes=1-2"]]
+    slurm.scontrol_ok = False  # 901 started meanwhile: "Job is no longer pending execution"
+    now[0] = 200.0
+    assert narrowing.narrow_due() == [] and narrowing.watched == []
+    assert narrowing.narrow_due() == [] and len(slurm.calls) == 2  # tried once
+
+
+def test_run_job_submits_a_waiting_range_at_full_width_and_watches_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``node_range`` with ``narrow_after_s``: sbatch asks for the largest count, and the job is
+    watched from its report; a taken-over successor is watched from its take-over (the same
+    report); ``narrow_after_s`` 0 or unset submits the range at once, unwatched."""
+    import snakemake_executor_plugin_slurm as upstream
+    from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+
+    from snakemake_executor_plugin_slurm_flat.narrowing import Narrowing
+
+    calls: list[str] = []
+    ids = iter(["900", "901", "902"])
+
+    def fake_run_job(self: Executor, job: SimpleNamespace) -> None:
+        calls.append(upstream.get_submit_command(job, {}))
+        self.report_job_submission(SubmittedJobInfo(job, external_jobid=next(ids)))
+
+    monkeypatch.setattr(SlurmExecutor, "run_job", fake_run_job)
+    monkeypatch.setattr(SlurmExecutor, "report_job_submission", lambda self, info, register_job=True: None)
+    monkeypatch.setattr(upstream, "get_submit_command", lambda job, params, **_: "sbatch --ntasks=1 -t 5")
+    executor = Executor.__new__(Executor)
+    executor._chain_narrowing = Narrowing(run=_Slurm(), clock=lambda: 0.0)
+    job = lambda n, **r: SimpleNamespace(jobid=n, resources=_Resources(**r))  # noqa: E731
+    executor.run_job(job(1, node_range="1-2", narrow_after_s=90))
+    executor.run_job(job(2, node_range="1-2", narrow_after_s=0))
+    executor.run_job(job(3, node_range="1-2"))
+    assert calls == [
+        "sbatch -t 5 --nodes=2-2 --exclusive",
+        "sbatch -t 5 --nodes=1-2 --exclusive",
+        "sbatch -t 5 --nodes=1-2 --exclusive",
+    ]
+    assert executor._narrowing().watched == ["900"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -227,9 +228,10 @@ def test_an_elastic_width_runs_each_segment_on_the_nodes_it_got_and_trains_each_
     tmp_path: Path,
 ) -> None:
     """``nodes: "1-2"`` (elastic width) through profiles/das5 (slurm-flat): each segment is
-    submitted as ``--nodes=1-2 --ntasks-per-node=1`` and runs on what Slurm gives it. Segment 0
-    gets both nodes; while another user's job holds tb2, segment 1 starts at once on tb1 alone
-    instead of waiting; the rest run on both again. The run (DDP, batcher.ElasticSampler over 400
+    submitted for both nodes first and runs on what Slurm gives it. Segment 0 gets both nodes;
+    while another user's job holds tb2, segment 1 waits its ``narrow_after`` (20 s here) for both,
+    is then let start on 1-2 nodes (``scontrol update NumNodes``) and starts on tb1 alone instead
+    of waiting for the other job's end; the rest run on both again. The run (DDP, batcher.ElasticSampler over 400
     samples, 8 per rank and step, stopped by the 60 s limit wherever it falls) trains on every
     sample of every epoch exactly once (the ledger), across both changes of world size."""
     ledger = tmp_path / "ledger"
@@ -250,14 +252,19 @@ def test_an_elastic_width_runs_each_segment_on_the_nodes_it_got_and_trains_each_
         "-t", "5", "-o", "/dev/null", "--wrap", "sleep 300",
     ).strip()  # fmt: skip
     try:
-        second = _run(workdir, options=(status.format(1),))
+        second = _run(workdir, "narrow_after=20s", options=(status.format(1),))
         assert second.returncode == 0, second.stderr[-4000:]
+        assert "for its full width; it may now start on 1-2 nodes (narrow_after)" in second.stderr
     finally:
         _sh("scancel", blocker)
     rest = _run(workdir)
     assert rest.returncode == 0, rest.stderr[-4000:]
-    jobs = _slurm_jobs(workdir)
+    jobs = slurm_jobs(
+        workdir, {"id": "JobID", "state": "State", "nodes": "NodeList", "submit": "Submit", "start": "Start"}
+    )
     assert [j["nodes"] for j in jobs[:2]] == ["tb[1-2]", "tb1"] and jobs[2]["nodes"] == "tb[1-2]", jobs
+    waited = datetime.fromisoformat(jobs[1]["start"]) - datetime.fromisoformat(jobs[1]["submit"])
+    assert 20 <= waited.total_seconds() < 60, jobs[1]  # its 20 s for both nodes, not the blocker's 300 s
     assert {j["state"] for j in jobs} == {"COMPLETED"}, jobs
     statuses = _statuses(workdir, "el")
     assert len(statuses) == len(jobs) and statuses[-1]["status"] == "done"

@@ -246,7 +246,7 @@ class Segment:
                     state == "done", reason, self._pos, self._count.start_step, self._count.total,
                     self._count.epoch_len, self._started, self._clock(), self._t_load, self._saves.held_s,
                     self.deadline, self._stop_decision.median_step(), self._saves.last, self._timeline.marks,
-                    self._timeline.stalls_s,
+                    self._timeline.stalls_s, self._ranks.world,
                 )
             )  # fmt: skip
 

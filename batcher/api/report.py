@@ -46,6 +46,7 @@ class SegmentEnd:
     checkpoint: CheckpointInfo | None
     timeline: dict[str, float]
     stalls_s: float = 0.0  # training held by saves before the segment began to stop
+    world_size: int = 1  # ranks (the workflow compares segments run on different widths)
 
 
 def _iso(t: float | None) -> str | None:
@@ -160,5 +161,6 @@ class Report:
             run_dir=str(self._settings.run.root),
             timeline={**end.timeline, "status": now},
             attempt=self._settings.attempt,
+            world_size=end.world_size,
         )
         write_status(self._settings.status_file, status)

@@ -80,6 +80,7 @@ class SegmentStatus:
     # "saved" (the last save's end), "status"
     timeline: dict[str, float] = field(default_factory=dict)
     attempt: str = ""  # the Slurm job id, else pid<N> (as in the heartbeat file's name)
+    world_size: int | None = None  # ranks the segment trained on (None: written before it was kept)
 
     def is_final(self, length: int) -> bool:
         """The one definition of a finished chain: done, for at least ``length`` (the configured

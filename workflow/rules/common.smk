@@ -15,7 +15,7 @@ from batcher.run.layout import (
     RunLayout,
 )
 from batcher.run.status import read_status
-from batcher.workflow import launch
+from batcher.workflow import launch, width
 from batcher.workflow.backfill import time_min_minutes
 from batcher.workflow.chain import final_segment
 from batcher.workflow.experiments import experiments_from
@@ -45,10 +45,11 @@ config.update(_EFFECTIVE.config)
 
 def _load_experiments():
     try:
-        # a bad save_every, stop_signal or min_time is refused now, not at the first submission
+        # a bad save_every, stop_signal, min_time or narrow_after is refused now, not at the first submission
         launch.save_every(config)
         launch.stop_signal(config, 60)
         time_min_minutes(config.get("min_time"), 60)
+        width.parse_narrow_after(config.get("narrow_after"))
         return experiments_from(
             config,
             config_files=[Path(f) for f in workflow.configfiles],
@@ -128,6 +129,17 @@ def slurm_extra(wildcards, attempt):
     minutes = runtime_minutes(wildcards, attempt)
     history = [s for s in map(read_status, run_layout(exp.name).statuses()) if s]
     return _checked(launch.slurm_extra, exp, config, minutes, history)
+
+
+def segment_narrow_after(wildcards, attempt):
+    """slurm-flat's narrow_after_s resource: how long an elastic segment waits for all its nodes
+    (batcher.workflow.width)."""
+    exp = _experiment(wildcards)
+    limit_s = 60 * runtime_minutes(wildcards, attempt)
+    history = [s for s in map(read_status, run_layout(exp.name).statuses()) if s]
+    return _checked(
+        width.narrow_after_s, config.get("narrow_after"), exp, limit_s, history
+    )
 
 
 def segment_presubmit_key(wildcards):

@@ -20,6 +20,7 @@ checkpoint segment:
         tasks_per_gpu=_task_resource("tasks_per_gpu"),
         mpi=_task_resource("mpi"),
         node_range=_task_resource("node_range"),
+        narrow_after_s=segment_narrow_after,
         presubmit_key=segment_presubmit_key,
         runtime=runtime_minutes,
         mem_mb=lambda wildcards: _experiment(wildcards).mem_mb,
