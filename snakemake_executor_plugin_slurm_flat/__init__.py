@@ -82,6 +82,14 @@ class Executor(_SlurmExecutor):  # type: ignore[misc]
                 f"SLURM job {n.job_id} waited {n.waited_s:.0f}s for its full width; it may now start on "
                 f"{n.span} nodes (narrow_after)"
             )
+            if os.geteuid() == 0 and not getattr(self, "_warned_root", False):
+                self._warned_root = True
+                self.logger.warning(
+                    f"running as root: Slurm takes a node count that root changes for an operator's limit "
+                    f"and starts SLURM job {n.job_id} on the fewest nodes of {n.span}, even when more are "
+                    "free. Run the workflow as a regular user, or set narrow_after: 0s (start on what is "
+                    "free at once)"
+                )
         await asyncio.sleep(self.flat_interval())
 
     def format_job_exec(self, job: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import subprocess
 import time
 from importlib.metadata import version
@@ -48,14 +49,19 @@ def test_sleep_waits_the_flat_interval_however_long_the_grown_one_is() -> None:
 
     narrowing, said = Narrowing(run=_Slurm(), clock=lambda: 0.0), []
     narrowing.watch("901", "1-2", 0)
-    fake._narrowing, fake.logger = lambda: narrowing, SimpleNamespace(info=said.append)
+    fake._narrowing = lambda: narrowing
+    fake.logger = SimpleNamespace(info=said.append, warning=lambda m: said.append("WARNING " + m))
     t0 = time.monotonic()
     asyncio.run(asyncio.wait_for(Executor.sleep(fake), timeout=10))  # type: ignore[arg-type]
     assert time.monotonic() - t0 < 5
     # between status checks, jobs that waited long enough for their full width are let narrower
-    assert said == [
-        "SLURM job 901 waited 0s for its full width; it may now start on 1-2 nodes (narrow_after)"
-    ]
+    assert (
+        said[0] == "SLURM job 901 waited 0s for its full width; it may now start on 1-2 nodes (narrow_after)"
+    )
+    # root's change is an operator's limit: Slurm then starts the job on the fewest nodes (said once)
+    assert [m.startswith("WARNING running as root") for m in said[1:]] == (
+        [True] if os.geteuid() == 0 else []
+    )
     unset = SimpleNamespace(workflow=SimpleNamespace(executor_settings=SimpleNamespace()))
     assert Executor.flat_interval(unset) == 2.0  # type: ignore[arg-type]
 
