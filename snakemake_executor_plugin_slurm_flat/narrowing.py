@@ -56,10 +56,6 @@ class Narrowing:
         now = self._clock()
         self._watched[job_id] = (span, now, now + after_s)
 
-    def forget(self, job_ids: list[str]) -> None:
-        for job_id in job_ids:
-            self._watched.pop(job_id, None)
-
     def narrow_due(self) -> list[Narrowed]:
         """Widen the range of every watched job whose wait is over and that is still pending;
         return those Slurm accepted the change for. Each job is tried once: one that Slurm refuses

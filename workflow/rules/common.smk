@@ -127,8 +127,7 @@ def runtime_minutes(wildcards, attempt):
 def slurm_extra(wildcards, attempt):
     exp = _experiment(wildcards)
     minutes = runtime_minutes(wildcards, attempt)
-    history = [s for s in map(read_status, run_layout(exp.name).statuses()) if s]
-    return _checked(launch.slurm_extra, exp, config, minutes, history)
+    return _checked(launch.slurm_extra, exp, config, minutes, _history(exp))
 
 
 def segment_narrow_after(wildcards, attempt):
@@ -136,10 +135,15 @@ def segment_narrow_after(wildcards, attempt):
     (batcher.workflow.width)."""
     exp = _experiment(wildcards)
     limit_s = 60 * runtime_minutes(wildcards, attempt)
-    history = [s for s in map(read_status, run_layout(exp.name).statuses()) if s]
+    history = _history(exp) if exp.elastic else []  # a fixed width reads no status file
     return _checked(
         width.narrow_after_s, config.get("narrow_after"), exp, limit_s, history
     )
+
+
+def _history(exp):
+    """The status files of the experiment's run so far (backfill and width read its history)."""
+    return [s for s in map(read_status, run_layout(exp.name).statuses()) if s]
 
 
 def segment_presubmit_key(wildcards):
